@@ -1,0 +1,160 @@
+/**
+ * The config contract shared by the runtime (which validates it at start) and the CDK
+ * construct (which renders it into TIDEPOOL_CONFIG). Field names follow the RDS API
+ * (CreateDBProxy / ConnectionPoolConfiguration); times are in seconds; defaults are the
+ * RDS Proxy user guide's.
+ *
+ * This module must stay free of runtime imports (sockets, logging, AWS SDK): the
+ * construct library imports it.
+ */
+import { z } from 'zod';
+
+export const ENGINE_FAMILIES = ['POSTGRESQL', 'MYSQL'] as const;
+export type EngineFamily = (typeof ENGINE_FAMILIES)[number];
+
+export const CLIENT_PASSWORD_AUTH_TYPES = [
+  'POSTGRES_SCRAM_SHA_256',
+  'POSTGRES_MD5',
+  'MYSQL_NATIVE_PASSWORD',
+  'MYSQL_CACHING_SHA2_PASSWORD',
+] as const;
+export type ClientPasswordAuthType = (typeof CLIENT_PASSWORD_AUTH_TYPES)[number];
+
+export const IAM_AUTH_MODES = ['DISABLED', 'REQUIRED'] as const;
+export type IamAuthMode = (typeof IAM_AUTH_MODES)[number];
+
+export const SESSION_PINNING_FILTERS = ['EXCLUDE_VARIABLE_SETS'] as const;
+export type SessionPinningFilter = (typeof SESSION_PINNING_FILTERS)[number];
+
+/** The engine's conventional port, used when `listen.port` or a target's port is omitted. */
+export function defaultPortFor(engineFamily: EngineFamily): number {
+  return engineFamily === 'MYSQL' ? 3306 : 5432;
+}
+
+const port = z.number().int().min(0).max(65535);
+const seconds = (max: number) => z.number().int().min(1).max(max);
+const nonEmpty = z.string().min(1);
+
+export const targetSchema = z.strictObject({
+  /** Host name or IP address of a database instance (a self-managed server, an RDS instance or an Aurora instance endpoint). */
+  host: nonEmpty,
+  /** @default the engine's port (5432 or 3306) */
+  port: port.optional(),
+});
+
+export const authSchema = z
+  .strictObject({
+    /** Path of a JSON file holding the Secrets Manager SecretString shape `{"username","password"}`. */
+    secretFile: nonEmpty.optional(),
+    /** ARN of a Secrets Manager secret with SecretString `{"username","password"}`. */
+    secretArn: z.string().regex(/^arn:aws[a-z-]*:secretsmanager:/, 'must be a Secrets Manager secret ARN').optional(),
+    /** @default POSTGRES_SCRAM_SHA_256 for PostgreSQL, MYSQL_NATIVE_PASSWORD for MySQL */
+    clientPasswordAuthType: z.enum(CLIENT_PASSWORD_AUTH_TYPES).optional(),
+    /** @default DISABLED */
+    iamAuth: z.enum(IAM_AUTH_MODES).default('DISABLED'),
+    /** Free text, as the RDS API's UserAuthConfig.Description. */
+    description: z.string().optional(),
+  })
+  .refine((a) => (a.secretFile === undefined) !== (a.secretArn === undefined), {
+    message: 'exactly one of secretFile or secretArn is required',
+  });
+
+export const tlsSchema = z
+  .strictObject({
+    /** PEM certificate chain presented to clients. Omit both files for a self-signed certificate generated at start. */
+    certFile: nonEmpty.optional(),
+    keyFile: nonEmpty.optional(),
+  })
+  .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), {
+    message: 'certFile and keyFile must be given together',
+  });
+
+export const connectionPoolConfigSchema = z.strictObject({
+  /** Share of the target's max_connections the pool may open. @default 100 */
+  maxConnectionsPercent: z.number().int().min(1).max(100).default(100),
+  /** Share of the target's max_connections that may stay open idle. @default 50 */
+  maxIdleConnectionsPercent: z.number().int().min(0).max(100).default(50),
+  /** Seconds a client waits for a server connection before an error. @default 120 */
+  connectionBorrowTimeout: z.number().int().min(1).max(3600).default(120),
+  /** @default [] */
+  sessionPinningFilters: z.array(z.enum(SESSION_PINNING_FILTERS)).default([]),
+  /** SQL run on each new server connection. @default "" */
+  initQuery: z.string().max(65536).default(''),
+});
+
+export const limitsSchema = z.strictObject({
+  /** Largest client message accepted, in bytes; larger ones are refused with a protocol error. @default 67108864 (64 MiB) */
+  maxMessageBytes: z.number().int().min(1024).max(1 << 30).default(64 * 1024 * 1024),
+  /** Seconds a client may take from TCP connect to authenticated. @default 30 */
+  loginTimeout: seconds(600).default(30),
+  /** Seconds SIGTERM waits for open transactions before closing everything. @default 30 */
+  shutdownTimeout: seconds(3600).default(30),
+});
+
+export const configSchema = z
+  .strictObject({
+    /** @default "tidepool" */
+    proxyName: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9-]{0,62}$/, 'must start with a letter and hold only letters, digits and hyphens (at most 63)')
+      .default('tidepool'),
+    engineFamily: z.enum(ENGINE_FAMILIES),
+    /** @default { host: "0.0.0.0", port: the engine's port } */
+    listen: z.strictObject({ host: nonEmpty.default('0.0.0.0'), port: port.optional() }).default({ host: '0.0.0.0' }),
+    targets: z.array(targetSchema).min(1, 'at least one target is required'),
+    auth: z.array(authSchema).min(1, 'at least one auth entry is required').max(200, 'at most 200 secrets per proxy'),
+    /** @default false */
+    requireTls: z.boolean().default(false),
+    /** @default a self-signed certificate generated at start */
+    tls: tlsSchema.default({}),
+    /** Seconds a client connection may stay idle before it is closed. @default 1800 */
+    idleClientTimeout: z.number().int().min(1).max(28800).default(1800),
+    connectionPoolConfig: connectionPoolConfigSchema.default(() => connectionPoolConfigSchema.parse({})),
+    limits: limitsSchema.default(() => limitsSchema.parse({})),
+    /** Adds SQL text (truncated) to the logs; never passwords. @default false */
+    debugLogging: z.boolean().default(false),
+  })
+  .superRefine((c, ctx) => {
+    c.auth.forEach((a, i) => {
+      const type = a.clientPasswordAuthType;
+      if (type === undefined) return;
+      const mysqlType = type.startsWith('MYSQL_');
+      if (mysqlType !== (c.engineFamily === 'MYSQL')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['auth', i, 'clientPasswordAuthType'],
+          message: `${type} does not apply to engine family ${c.engineFamily}`,
+        });
+      }
+    });
+  });
+
+/** The config as written by a user or rendered by the construct (defaults not yet applied). */
+export type TidepoolConfigInput = z.input<typeof configSchema>;
+/** The validated config with every default applied. */
+export type TidepoolConfig = z.output<typeof configSchema>;
+export type TargetConfig = z.output<typeof targetSchema>;
+export type AuthConfig = z.output<typeof authSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid Tidepool config:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Validates a parsed JSON value; throws ConfigError naming every bad field at once. */
+export function parseConfig(value: unknown): TidepoolConfig {
+  const result = configSchema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const path = issue.path.length > 0 ? issue.path.join('.') : '(root)';
+    return `${path}: ${issue.message}`;
+  });
+  throw new ConfigError(problems);
+}
+
+/** The default auth type of an engine, as RDS Proxy applies it. */
+export function effectiveClientAuthType(engine: EngineFamily, auth: AuthConfig): ClientPasswordAuthType {
+  return auth.clientPasswordAuthType ?? (engine === 'MYSQL' ? 'MYSQL_NATIVE_PASSWORD' : 'POSTGRES_SCRAM_SHA_256');
+}
