@@ -1,0 +1,380 @@
+/**
+ * The connection pool shared by both engines. One pool serves one target (the writer);
+ * inside it, connections are grouped per (user, database) and all groups share one
+ * ceiling: maxConnectionsPercent of the target's max_connections.
+ *
+ * A connection's state is the list it is in (idle, lent, pinned, resetting), and it
+ * changes only through `move`, which checks the transition.
+ */
+import { ProxyError } from '../errors';
+import {
+  BorrowRequest,
+  ConnectionBroker,
+  PoolKey,
+  ReleaseMode,
+  ServerConnection,
+  poolKeyString,
+} from '../session/types';
+
+export type ConnectionState = 'idle' | 'lent' | 'pinned' | 'resetting';
+
+const ALLOWED_TRANSITIONS: Record<ConnectionState | 'new', readonly (ConnectionState | 'gone')[]> = {
+  new: ['lent', 'idle'],
+  idle: ['lent', 'gone'],
+  lent: ['idle', 'pinned', 'resetting', 'gone'],
+  pinned: ['resetting', 'gone'],
+  resetting: ['idle', 'gone'],
+};
+
+interface Waiter<C extends ServerConnection> {
+  request: BorrowRequest<C>;
+  deadline: number;
+  enqueuedAt: number;
+}
+
+class Group<C extends ServerConnection> {
+  /** Most recently used last: lending pops from the end so warm connections are reused first. */
+  readonly idle: C[] = [];
+  readonly lent = new Set<C>();
+  readonly pinned = new Set<C>();
+  readonly resetting = new Set<C>();
+  opening = 0;
+  readonly waiters: Waiter<C>[] = [];
+  /** When each idle connection went idle, for trimming the longest-idle first. */
+  readonly idleSince = new Map<C, number>();
+
+  constructor(readonly key: PoolKey) {}
+
+  get size(): number {
+    return this.idle.length + this.lent.size + this.pinned.size + this.resetting.size + this.opening;
+  }
+}
+
+export interface PoolLimits {
+  /** Most server connections the pool may have open or opening at once. */
+  maxConnections: number;
+  /** Most idle connections kept across all groups; more are closed by `sweep`. */
+  maxIdleConnections: number;
+}
+
+export interface PoolOptions<C extends ServerConnection> {
+  open(key: PoolKey): Promise<C>;
+  borrowTimeoutMs: number;
+  /** Called for pool events worth a log line. */
+  onEvent?(event: PoolEvent): void;
+  now?(): number;
+}
+
+export type PoolEvent =
+  | { kind: 'open-failed'; key: PoolKey; error: ProxyError }
+  | { kind: 'borrow-timeout'; key: PoolKey; waitedMs: number }
+  | { kind: 'evicted'; key: PoolKey; reason: string };
+
+export interface GroupStats {
+  user: string;
+  database: string;
+  idle: number;
+  lent: number;
+  pinned: number;
+  resetting: number;
+  opening: number;
+  waiting: number;
+}
+
+export class ConnectionPool<C extends ServerConnection> implements ConnectionBroker<C> {
+  private readonly groups = new Map<string, Group<C>>();
+  private readonly stateOf = new Map<C, { group: Group<C>; state: ConnectionState }>();
+  private limits: PoolLimits = { maxConnections: 1, maxIdleConnections: 1 };
+  private dispatching = false;
+  private redispatch = false;
+  private closed = false;
+  private readonly now: () => number;
+
+  constructor(private readonly options: PoolOptions<C>) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Updates the ceiling (e.g. once the target's max_connections is known). */
+  setLimits(limits: PoolLimits): void {
+    this.limits = { maxConnections: Math.max(1, limits.maxConnections), maxIdleConnections: Math.max(0, limits.maxIdleConnections) };
+    this.dispatch();
+  }
+
+  get currentLimits(): PoolLimits {
+    return this.limits;
+  }
+
+  /** Connections open or opening, across all groups. */
+  get totalConnections(): number {
+    let total = 0;
+    for (const group of this.groups.values()) total += group.size;
+    return total;
+  }
+
+  borrow(request: BorrowRequest<C>): void {
+    if (this.closed) {
+      request.callback(new ProxyError('SHUTTING_DOWN', 'the proxy is shutting down'), null);
+      return;
+    }
+    const group = this.groupFor(request.key);
+    const now = this.now();
+    // Fast path: an idle connection and nobody queued ahead.
+    if (group.waiters.length === 0 && group.idle.length > 0) {
+      const conn = group.idle.pop()!;
+      this.move(conn, 'idle', 'lent');
+      request.callback(null, conn);
+      return;
+    }
+    group.waiters.push({ request, deadline: now + this.options.borrowTimeoutMs, enqueuedAt: now });
+    this.dispatch();
+  }
+
+  cancelBorrow(request: BorrowRequest<C>): void {
+    request.cancelled = true;
+    const group = this.groups.get(poolKeyString(request.key));
+    if (!group) return;
+    const index = group.waiters.findIndex((w) => w.request === request);
+    if (index >= 0) group.waiters.splice(index, 1);
+  }
+
+  release(conn: C, mode: ReleaseMode): void {
+    const entry = this.stateOf.get(conn);
+    if (!entry) return; // already closed and forgotten
+    if (mode === ReleaseMode.Discard || conn.isClosed || this.closed) {
+      conn.close('discarded on release');
+      return;
+    }
+    if (mode === ReleaseMode.NeedsReset || entry.state === 'pinned') {
+      this.move(conn, entry.state, 'resetting');
+      conn.reset((reusable) => {
+        const now = this.stateOf.get(conn);
+        if (!now || now.state !== 'resetting') return;
+        if (!reusable || this.closed) {
+          conn.close('reset failed');
+          return;
+        }
+        this.returnToIdle(conn, 'resetting');
+      });
+      return;
+    }
+    this.returnToIdle(conn, entry.state);
+  }
+
+  pin(conn: C, _reason: string): void {
+    const entry = this.stateOf.get(conn);
+    if (entry && entry.state === 'lent') this.move(conn, 'lent', 'pinned');
+  }
+
+  /** Periodic work: borrow timeouts and idle trimming. Called by the one scheduler. */
+  sweep(): void {
+    const now = this.now();
+    for (const group of this.groups.values()) {
+      // Waiters are FIFO with one timeout, so expired ones are at the head.
+      while (group.waiters.length > 0 && group.waiters[0]!.deadline <= now) {
+        const waiter = group.waiters.shift()!;
+        this.options.onEvent?.({ kind: 'borrow-timeout', key: group.key, waitedMs: now - waiter.enqueuedAt });
+        waiter.request.callback(
+          new ProxyError('BORROW_TIMEOUT', 'Timed-out waiting to acquire database connection'),
+          null,
+        );
+      }
+    }
+    this.trimIdle();
+    for (const [keyString, group] of this.groups) {
+      if (group.size === 0 && group.waiters.length === 0) this.groups.delete(keyString);
+    }
+  }
+
+  stats(): GroupStats[] {
+    return [...this.groups.values()].map((g) => ({
+      user: g.key.user,
+      database: g.key.database,
+      idle: g.idle.length,
+      lent: g.lent.size,
+      pinned: g.pinned.size,
+      resetting: g.resetting.size,
+      opening: g.opening,
+      waiting: g.waiters.length,
+    }));
+  }
+
+  /** Closes idle connections, fails waiters and refuses new borrows. Lent ones close when released. */
+  close(): void {
+    this.closed = true;
+    for (const group of this.groups.values()) {
+      for (const waiter of group.waiters.splice(0)) {
+        waiter.request.callback(new ProxyError('SHUTTING_DOWN', 'the proxy is shutting down'), null);
+      }
+      for (const conn of [...group.idle]) conn.close('pool closed');
+    }
+  }
+
+  /** Closes every connection, lent or not (e.g. the target is gone). */
+  closeAll(reason: string): void {
+    for (const conn of [...this.stateOf.keys()]) conn.close(reason);
+  }
+
+  private returnToIdle(conn: C, from: ConnectionState): void {
+    const group = this.stateOf.get(conn)!.group;
+    this.move(conn, from, 'idle');
+    group.idleSince.set(conn, this.now());
+    this.dispatch();
+  }
+
+  private groupFor(key: PoolKey): Group<C> {
+    const keyString = poolKeyString(key);
+    let group = this.groups.get(keyString);
+    if (!group) {
+      group = new Group<C>(key);
+      this.groups.set(keyString, group);
+    }
+    return group;
+  }
+
+  /** The one place a connection changes state. */
+  private move(conn: C, from: ConnectionState | 'new', to: ConnectionState | 'gone', group?: Group<C>): void {
+    if (!ALLOWED_TRANSITIONS[from].includes(to)) {
+      throw new ProxyError('INTERNAL', `pool: illegal transition ${from} -> ${to} for connection ${conn.id}`);
+    }
+    const entry = this.stateOf.get(conn);
+    const owner = group ?? entry?.group;
+    if (!owner) throw new ProxyError('INTERNAL', `pool: connection ${conn.id} has no group`);
+    if (from !== 'new') {
+      if (!entry || entry.state !== from) {
+        throw new ProxyError('INTERNAL', `pool: connection ${conn.id} is ${entry?.state ?? 'unknown'}, not ${from}`);
+      }
+      this.listOf(owner, from, conn, 'remove');
+    }
+    if (to === 'gone') {
+      this.stateOf.delete(conn);
+      owner.idleSince.delete(conn);
+      return;
+    }
+    if (from === 'idle') owner.idleSince.delete(conn);
+    this.listOf(owner, to, conn, 'add');
+    if (entry) entry.state = to;
+    else this.stateOf.set(conn, { group: owner, state: to });
+  }
+
+  private listOf(group: Group<C>, state: ConnectionState, conn: C, op: 'add' | 'remove'): void {
+    if (state === 'idle') {
+      if (op === 'add') group.idle.push(conn);
+      else {
+        const index = group.idle.lastIndexOf(conn);
+        if (index >= 0) group.idle.splice(index, 1);
+      }
+      return;
+    }
+    const set = state === 'lent' ? group.lent : state === 'pinned' ? group.pinned : group.resetting;
+    if (op === 'add') set.add(conn);
+    else set.delete(conn);
+  }
+
+  private forget(conn: C): void {
+    const entry = this.stateOf.get(conn);
+    if (!entry) return;
+    this.move(conn, entry.state, 'gone');
+    this.dispatch();
+  }
+
+  /** Matches waiters with idle connections, opens new ones within the ceiling, evicts idle ones of other groups when full. */
+  private dispatch(): void {
+    if (this.dispatching) {
+      this.redispatch = true;
+      return;
+    }
+    this.dispatching = true;
+    try {
+      do {
+        this.redispatch = false;
+        this.dispatchOnce();
+      } while (this.redispatch);
+    } finally {
+      this.dispatching = false;
+    }
+  }
+
+  private dispatchOnce(): void {
+    for (const group of this.groups.values()) {
+      while (group.waiters.length > 0 && group.idle.length > 0) {
+        const waiter = group.waiters.shift()!;
+        const conn = group.idle.pop()!;
+        this.move(conn, 'idle', 'lent');
+        waiter.request.callback(null, conn);
+      }
+      while (group.waiters.length > group.opening && !this.closed) {
+        if (this.totalConnections >= this.limits.maxConnections && !this.evictIdleFromOtherGroup(group)) break;
+        this.openFor(group);
+      }
+    }
+  }
+
+  private evictIdleFromOtherGroup(needy: Group<C>): boolean {
+    let victim: C | undefined;
+    let oldest = Infinity;
+    for (const group of this.groups.values()) {
+      if (group === needy || group.idle.length === 0) continue;
+      const candidate = group.idle[0]!;
+      const since = group.idleSince.get(candidate) ?? 0;
+      if (since < oldest) {
+        oldest = since;
+        victim = candidate;
+      }
+    }
+    if (!victim) return false;
+    const group = this.stateOf.get(victim)!.group;
+    this.options.onEvent?.({ kind: 'evicted', key: group.key, reason: 'another user/database needs the slot' });
+    this.move(victim, 'idle', 'gone');
+    victim.close('evicted for another pool');
+    return true;
+  }
+
+  private openFor(group: Group<C>): void {
+    group.opening++;
+    this.options.open(group.key).then(
+      (conn) => {
+        group.opening--;
+        if (this.closed || conn.isClosed) {
+          conn.close('pool closed');
+          this.dispatch();
+          return;
+        }
+        conn.onClosed = (closed) => this.forget(closed as C);
+        this.move(conn, 'new', 'idle', group);
+        group.idleSince.set(conn, this.now());
+        if (!this.groups.has(poolKeyString(group.key))) this.groups.set(poolKeyString(group.key), group);
+        this.dispatch();
+      },
+      (error: unknown) => {
+        group.opening--;
+        const proxyError =
+          error instanceof ProxyError ? error : new ProxyError('SERVER_CONNECT_FAILED', String(error));
+        this.options.onEvent?.({ kind: 'open-failed', key: group.key, error: proxyError });
+        // Everyone queued for this group would hit the same wall; tell them now rather than at the borrow timeout.
+        for (const waiter of group.waiters.splice(0)) waiter.request.callback(proxyError, null);
+        this.dispatch();
+      },
+    );
+  }
+
+  private trimIdle(): void {
+    let idleTotal = 0;
+    for (const group of this.groups.values()) idleTotal += group.idle.length;
+    while (idleTotal > this.limits.maxIdleConnections) {
+      let victim: C | undefined;
+      let oldest = Infinity;
+      for (const group of this.groups.values()) {
+        if (group.idle.length === 0) continue;
+        const since = group.idleSince.get(group.idle[0]!) ?? 0;
+        if (since < oldest) {
+          oldest = since;
+          victim = group.idle[0];
+        }
+      }
+      if (!victim) break;
+      this.move(victim, 'idle', 'gone');
+      victim.close('idle connections above maxIdleConnectionsPercent');
+      idleTotal--;
+    }
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * The small interface each wire protocol implements for the server layer. Listeners,
+ * timeouts, shutdown and metrics work on these handles whatever the engine.
+ */
+import type { Socket } from 'node:net';
+import type { EngineFamily } from '../config/schema';
+import type { ProxyError } from '../errors';
+import type { GroupStats, PoolLimits } from '../pool/pool';
+
+export interface ClientHandle {
+  readonly id: number;
+  readonly lastActivity: number;
+  readonly connectedAt: number;
+  /** Authenticated and serving requests. */
+  readonly isReady: boolean;
+  /** Holds no server connection and waits for none: safe to close without losing work. */
+  readonly isIdle: boolean;
+  terminate(error: ProxyError): void;
+}
+
+export interface EngineStats {
+  pool: GroupStats[];
+  limits: PoolLimits;
+  serverConnections: number;
+}
+
+export interface Engine {
+  readonly family: EngineFamily;
+  /** Takes over a freshly accepted client socket. */
+  acceptClient(socket: Socket, onClosed: (client: ClientHandle) => void): ClientHandle;
+  /** Periodic pool work (borrow timeouts, idle trimming); called by the proxy's one scheduler. */
+  sweep(): void;
+  stats(): EngineStats;
+  /** Stops lending connections and closes idle ones. */
+  close(): void;
+}
