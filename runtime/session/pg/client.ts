@@ -5,7 +5,7 @@
  * statement leaves session state behind, and returns the connection when the server
  * says the transaction is over and every request has been answered.
  */
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { ProxyError, toProxyError } from '../../errors';
 import { AuthProtocolError, createScramServer, md5ServerSalt, verifyMd5Response } from '../../protocol/pg/auth';
 import { isFatalForClient, pgErrorFields } from '../../protocol/pg/errors';
@@ -951,5 +951,5 @@ function quoteIdentifier(name: string): string {
 }
 
 function randomPlaceholderPassword(): string {
-  return `unknown-user-${randomInt(0, 2 ** 48)}`;
+  return randomBytes(24).toString('base64');
 }
