@@ -1,0 +1,153 @@
+/**
+ * `npm run bench`: Tidepool against PgBouncer (transaction pooling, same pool size) and
+ * direct connections, all measured in this one run on this machine, with pgbench at
+ * scale 10 over 20 server connections. Prints a Markdown table with ratios.
+ *
+ * Environment: BENCH_SECONDS (default 10) per pgbench run, BENCH_SCALE (default 10).
+ */
+import { PgServer, startPostgres } from '../harness/postgres';
+import { PgbouncerServer, startPgbouncer } from '../harness/pgbouncer';
+import { cpuTimeMicros } from '../harness/processes';
+import { TidepoolProcess, startTidepool } from '../harness/tidepool';
+import { runBinary } from '../pg/support';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const SCALE = Number(process.env.BENCH_SCALE ?? 10);
+const POOL_SIZE = 20;
+const USER = 'bench';
+const PASSWORD = 'bench-password';
+
+interface Endpoint {
+  name: 'direct' | 'PgBouncer' | 'Tidepool';
+  host: string;
+  port: number;
+  /** Process whose CPU time counts as pooler overhead. */
+  pid?: number;
+}
+
+interface PgbenchResult {
+  tps: number;
+  transactions: number;
+  failed: number;
+  latencyMs: number;
+  cpuMicrosPerTransaction?: number;
+  error?: string;
+}
+
+async function pgbench(endpoint: Endpoint, args: string[]): Promise<PgbenchResult> {
+  const cpuBefore = endpoint.pid ? cpuTimeMicros(endpoint.pid) : 0;
+  const out = await runBinary(
+    'pgbench',
+    [...args, '-n', '-j', '2', '-T', String(SECONDS), '-h', endpoint.host, '-p', String(endpoint.port), '-U', USER, 'postgres'],
+    { env: { PGPASSWORD: PASSWORD, PGSSLMODE: 'disable' }, timeoutMs: (SECONDS + 60) * 1000 },
+  );
+  const cpuAfter = endpoint.pid ? cpuTimeMicros(endpoint.pid) : 0;
+  const transactions = Number(/number of transactions actually processed: (\d+)/.exec(out.stdout)?.[1] ?? 0);
+  const failed = Number(/number of failed transactions: (\d+)/.exec(out.stdout)?.[1] ?? 0);
+  const tps = Number(/tps = ([\d.]+)/.exec(out.stdout)?.[1] ?? 0);
+  const latencyMs = Number(/latency average = ([\d.]+) ms/.exec(out.stdout)?.[1] ?? 0);
+  const errorLine = out.stderr.split('\n').find((line) => /error|FATAL/i.test(line));
+  return {
+    tps,
+    transactions,
+    failed,
+    latencyMs,
+    cpuMicrosPerTransaction: endpoint.pid && transactions > 0 ? (cpuAfter - cpuBefore) / transactions : undefined,
+    error: out.code !== 0 || (errorLine && transactions === 0) ? (errorLine ?? `exit ${out.code}`).slice(0, 90) : undefined,
+  };
+}
+
+interface Scenario {
+  label: string;
+  args: string[];
+  metric: 'tps' | 'latency' | 'cpu';
+  /** Whether the direct run uses other arguments (e.g. -M simple as the baseline for prepared). */
+  directArgs?: string[];
+}
+
+const SCENARIOS: Scenario[] = [
+  { label: '`-S -c100` simple, tps', args: ['-S', '-M', 'simple', '-c', '100'], metric: 'tps' },
+  { label: 'pooler CPU µs per transaction (`-S -c100`)', args: ['-S', '-M', 'simple', '-c', '100'], metric: 'cpu' },
+  { label: '`-S -M prepared -c50`, tps', args: ['-S', '-M', 'prepared', '-c', '50'], metric: 'tps' },
+  { label: '`-S -M extended -c50`, tps', args: ['-S', '-M', 'extended', '-c', '50'], metric: 'tps' },
+  { label: '`-S -C -c20` (new connection per transaction), tps', args: ['-S', '-C', '-c', '20'], metric: 'tps' },
+  { label: '`-S -c1` average latency, ms', args: ['-S', '-c', '1'], metric: 'latency' },
+];
+
+function format(result: PgbenchResult | undefined, metric: Scenario['metric']): string {
+  if (!result) return '—';
+  if (result.error && result.transactions === 0) return `fails: ${result.error}`;
+  const failures = result.failed > 0 ? ` (${result.failed} failed)` : '';
+  if (metric === 'tps') return `${Math.round(result.tps).toLocaleString('en-US')}${failures}`;
+  if (metric === 'latency') return `${result.latencyMs.toFixed(3)}`;
+  return result.cpuMicrosPerTransaction === undefined ? '—' : result.cpuMicrosPerTransaction.toFixed(1);
+}
+
+function ratio(tidepool: PgbenchResult | undefined, other: PgbenchResult | undefined, metric: Scenario['metric']): string {
+  if (!tidepool || !other || other.transactions === 0 || tidepool.transactions === 0) return '—';
+  if (metric === 'tps') return `${(tidepool.tps / other.tps).toFixed(2)}×`;
+  if (metric === 'latency') return `${(tidepool.latencyMs / other.latencyMs).toFixed(2)}×`;
+  if (tidepool.cpuMicrosPerTransaction === undefined || other.cpuMicrosPerTransaction === undefined) return '—';
+  return `${(tidepool.cpuMicrosPerTransaction / other.cpuMicrosPerTransaction).toFixed(2)}×`;
+}
+
+async function main(): Promise<void> {
+  let server: PgServer | undefined;
+  let bouncer: PgbouncerServer | undefined;
+  let proxy: TidepoolProcess | undefined;
+  try {
+    // max_connections 200 (so 100 direct clients fit) and maxConnectionsPercent 10: a pool of 20, like PgBouncer's pool_size.
+    server = await startPostgres({ maxConnections: 200 });
+    await server.createUser(USER, PASSWORD, { superuser: true });
+    process.stderr.write(`initialising pgbench at scale ${SCALE}…\n`);
+    const init = await runBinary('pgbench', ['-i', '-q', '-s', String(SCALE), '-h', server.host, '-p', String(server.port), '-U', USER, 'postgres'], {
+      env: { PGPASSWORD: PASSWORD },
+      timeoutMs: 600_000,
+    });
+    if (init.code !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
+    bouncer = await startPgbouncer(server, { poolSize: POOL_SIZE, poolMode: 'transaction', users: [{ name: USER, password: PASSWORD }], maxClientConn: 1000 });
+    proxy = await startTidepool({
+      targets: [{ host: server.host, port: server.port }],
+      users: [{ name: USER, password: PASSWORD }],
+      config: { connectionPoolConfig: { maxConnectionsPercent: 10 } },
+      env: { TIDEPOOL_LOG_LEVEL: 'info' },
+    });
+    const endpoints: Endpoint[] = [
+      { name: 'direct', host: server.host, port: server.port },
+      { name: 'PgBouncer', host: bouncer.host, port: bouncer.port, pid: bouncer.pid },
+      { name: 'Tidepool', host: proxy.host, port: proxy.port, pid: proxy.pid },
+    ];
+    const results = new Map<string, PgbenchResult>();
+    const distinctRuns = new Map<string, Scenario>();
+    for (const scenario of SCENARIOS) distinctRuns.set(scenario.args.join(' '), scenario);
+    for (const [argsKey, scenario] of distinctRuns) {
+      for (const endpoint of endpoints) {
+        process.stderr.write(`pgbench ${argsKey} → ${endpoint.name}…\n`);
+        results.set(`${argsKey}|${endpoint.name}`, await pgbench(endpoint, scenario.args));
+      }
+    }
+    const rows = SCENARIOS.map((scenario) => {
+      const key = scenario.args.join(' ');
+      const direct = results.get(`${key}|direct`);
+      const bouncerResult = results.get(`${key}|PgBouncer`);
+      const tidepool = results.get(`${key}|Tidepool`);
+      return `| ${scenario.label} | ${scenario.metric === 'cpu' ? '—' : format(direct, scenario.metric)} | ${format(bouncerResult, scenario.metric)} | ${format(tidepool, scenario.metric)} | ${ratio(tidepool, bouncerResult, scenario.metric)} | ${scenario.metric === 'cpu' ? '—' : ratio(tidepool, direct, scenario.metric)} |`;
+    });
+    const header = [
+      `pgbench scale ${SCALE}, ${SECONDS} s per run, pool of ${POOL_SIZE} server connections (PgBouncer transaction mode; Tidepool maxConnectionsPercent 10 of max_connections 200); PostgreSQL ${await server.psql('SHOW server_version')}, Node ${process.version}, ${new Date().toISOString()}`,
+      '',
+      '| run | direct | PgBouncer | Tidepool | Tidepool / PgBouncer | Tidepool / direct |',
+      '|---|---|---|---|---|---|',
+    ];
+    process.stdout.write(`${[...header, ...rows].join('\n')}\n`);
+  } finally {
+    await proxy?.stop();
+    await bouncer?.stop();
+    await server?.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
