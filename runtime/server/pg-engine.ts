@@ -76,9 +76,9 @@ export class PgEngine implements Engine {
     let output: Socket | TLSSocket = socket;
     let session: PgClientSession;
     const transport: ClientTransport = {
-      write: (data) => {
-        if (!output.destroyed) output.write(data);
-      },
+      write: (data) => (output.destroyed ? true : output.write(data)),
+      pause: () => output.pause(),
+      resume: () => output.resume(),
       cork: () => output.cork(),
       uncork: () => output.uncork(),
       end: () => {
@@ -93,6 +93,7 @@ export class PgEngine implements Engine {
         const secure = new TLSSocket(socket, { isServer: true, secureContext: this.secureContext });
         output = secure;
         secure.on('data', (chunk: Buffer) => session.onData(chunk));
+        secure.on('drain', () => session.onTransportDrain());
         secure.on('error', (error) => {
           this.log.debug({ event: 'tls-error', error: error.message }, 'client TLS error');
           secure.destroy();
@@ -102,6 +103,7 @@ export class PgEngine implements Engine {
     };
     session = new PgClientSession(transport, this.context);
     socket.on('data', (chunk: Buffer) => session.onData(chunk));
+    socket.on('drain', () => session.onTransportDrain());
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       session.onTransportClosed();

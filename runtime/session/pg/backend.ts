@@ -56,6 +56,8 @@ export interface BackendPeer {
   afterServerChunk(): void;
   /** The connection died while lent. */
   onBackendLost(reason: string): void;
+  /** The server socket's write buffer emptied. */
+  onServerDrain(): void;
 }
 
 export interface InternalQueryResult {
@@ -120,6 +122,7 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     this.scanner = new BackendScanner('ZSE13RK', this);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.peer?.onServerDrain());
     socket.on('error', (error) => this.close(`server socket error: ${error.message}`));
     socket.on('close', () => this.close('server closed the connection'));
   }
@@ -137,8 +140,17 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     return this.tokens.length;
   }
 
-  write(data: Buffer): void {
-    this.socket.write(data);
+  /** Returns false when the socket's buffer is full: the caller stops reading its side until onServerDrain. */
+  write(data: Buffer): boolean {
+    return this.socket.write(data);
+  }
+
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
   }
 
   cork(): void {

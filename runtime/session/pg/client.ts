@@ -36,7 +36,11 @@ import { StatementRegistry } from './statements';
 
 /** The socket side of a client, provided by the server layer. */
 export interface ClientTransport {
-  write(data: Buffer): void;
+  /** Returns false when the socket's buffer is full; `onTransportDrain` follows when it empties. */
+  write(data: Buffer): boolean;
+  /** Stops / restarts reading from the client (backpressure from a slow server). */
+  pause(): void;
+  resume(): void;
   cork(): void;
   uncork(): void;
   /** Ends the connection after pending writes. */
@@ -187,6 +191,10 @@ export class PgClientSession implements BackendPeer {
   private unnamedParse: Buffer | null = null;
   /** An error owed to the client's next request (its server connection died under it). */
   private owedError: ProxyError | null = null;
+
+  // Backpressure: a slow reader on either side stops reading from the other.
+  private serverReadingPaused = false;
+  private clientReadingPaused = false;
 
   // Output batching to the server within one received chunk.
   private runData: Buffer | null = null;
@@ -696,7 +704,7 @@ export class PgClientSession implements BackendPeer {
 
   private write(message: Buffer): void {
     this.flushRun();
-    this.backend!.write(message);
+    this.toServer(message);
   }
 
   private flushRun(): void {
@@ -704,7 +712,29 @@ export class PgClientSession implements BackendPeer {
     if (data === null) return;
     this.runData = null;
     if (this.backend === null || this.backend.isClosed) return;
-    this.backend.write(this.runStart === 0 && this.runEnd === data.length ? data : data.subarray(this.runStart, this.runEnd));
+    this.toServer(this.runStart === 0 && this.runEnd === data.length ? data : data.subarray(this.runStart, this.runEnd));
+  }
+
+  private toServer(data: Buffer): void {
+    if (!this.backend!.write(data) && !this.clientReadingPaused) {
+      this.clientReadingPaused = true;
+      this.transport.pause();
+    }
+  }
+
+  /** The client's socket can take more: let the server connection's data flow again. */
+  onTransportDrain(): void {
+    if (this.serverReadingPaused) {
+      this.serverReadingPaused = false;
+      this.backend?.resumeReading();
+    }
+  }
+
+  onServerDrain(): void {
+    if (this.clientReadingPaused) {
+      this.clientReadingPaused = false;
+      this.transport.resume();
+    }
   }
 
   // ---------------------------------------------------------------- server connections
@@ -823,6 +853,11 @@ export class PgClientSession implements BackendPeer {
     if (!backend) return;
     this.backend = null;
     backend.peer = null;
+    if (this.serverReadingPaused) {
+      this.serverReadingPaused = false;
+      backend.resumeReading();
+    }
+    this.onServerDrain();
     this.context.broker.release(backend, mode);
   }
 
@@ -844,7 +879,10 @@ export class PgClientSession implements BackendPeer {
   // ---------------------------------------------------------------- BackendPeer
 
   fromServer(data: Buffer, start: number, end: number): void {
-    this.transport.write(start === 0 && end === data.length ? data : data.subarray(start, end));
+    if (!this.transport.write(start === 0 && end === data.length ? data : data.subarray(start, end)) && !this.serverReadingPaused) {
+      this.serverReadingPaused = true;
+      this.backend?.pauseReading();
+    }
   }
 
   onClientReadyForQuery(status: TransactionStatus): void {
@@ -859,6 +897,8 @@ export class PgClientSession implements BackendPeer {
 
   onBackendLost(reason: string): void {
     this.backend = null;
+    this.serverReadingPaused = false;
+    this.onServerDrain();
     if (this.phase === Phase.Closed) return;
     const inFlight = this.outstandingSyncs;
     const inTransaction = this.lastStatus !== 'I' || this.unsynced;
