@@ -177,6 +177,65 @@ describe('pool limits and timeouts', () => {
   });
 });
 
+/** Opens a raw connection, sends `packets`, and collects what the proxy answers until `enough` says stop or it closes. */
+async function rawExchange(packets: Buffer[], enough: (received: Buffer) => boolean): Promise<Buffer> {
+  const { connect } = await import('node:net');
+  return new Promise<Buffer>((resolve) => {
+    const socket = connect({ host: proxy.host, port: proxy.port }, () => {
+      for (const packet of packets) socket.write(packet);
+    });
+    let received = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (enough(received)) socket.destroy();
+    });
+    socket.on('close', () => resolve(received));
+    socket.on('error', () => undefined);
+  });
+}
+
+function startupPacket(major: number, minor: number, params: Record<string, string>): Buffer {
+  const body = Buffer.concat([
+    ...Object.entries(params).flatMap(([k, v]) => [Buffer.from(`${k}\0`), Buffer.from(`${v}\0`)]),
+    Buffer.from([0]),
+  ]);
+  const header = Buffer.alloc(8);
+  header.writeInt32BE(8 + body.length, 0);
+  header.writeInt32BE((major << 16) | minor, 4);
+  return Buffer.concat([header, body]);
+}
+
+describe('startup negotiation', () => {
+  test('protocol 3.2 with an unknown _pq_ option gets NegotiateProtocolVersion, then authentication', async () => {
+    const reply = await rawExchange([startupPacket(3, 2, { user: APP_USER, database: 'postgres', '_pq_.fancy': 'on' })], (r) => r.length > 0 && r.includes(0x52));
+    expect(String.fromCharCode(reply[0]!)).toBe('v');
+    const length = reply.readInt32BE(1);
+    expect(reply.readInt32BE(5)).toBe((3 << 16) | 0);
+    expect(reply.readInt32BE(9)).toBe(1);
+    expect(reply.toString('utf8', 13, 1 + length - 1)).toBe('_pq_.fancy');
+    expect(String.fromCharCode(reply[1 + length]!)).toBe('R');
+  });
+
+  test('GSSENCRequest is declined with N', async () => {
+    const gss = Buffer.alloc(8);
+    gss.writeInt32BE(8, 0);
+    gss.writeInt32BE(80877104, 4);
+    const reply = await rawExchange([gss], (r) => r.length >= 1);
+    expect(reply.toString('latin1', 0, 1)).toBe('N');
+  });
+
+  test('protocol 2 is refused with 0A000', async () => {
+    const reply = await rawExchange([startupPacket(2, 0, { user: APP_USER })], () => false);
+    expect(String.fromCharCode(reply[0]!)).toBe('E');
+    expect(reply.toString('latin1')).toContain('0A000');
+  });
+
+  test('a startup packet without a user is refused with 08P01', async () => {
+    const reply = await rawExchange([startupPacket(3, 0, { database: 'postgres' })], () => false);
+    expect(reply.toString('latin1')).toContain('08P01');
+  });
+});
+
 describe('bad input affects only that client', () => {
   test('a message with an invalid length gets 08P01 and is closed; others continue', async () => {
     const bystander = await connectedClient(proxy);
