@@ -102,6 +102,15 @@ function tellReaper(operation: '+' | '-', kind: TrackedKind, value: number | str
   reaperInput.write(`${operation} ${kind} ${value}\n`);
 }
 
+/** Has the reaper kill `pid` if this process dies before `untrackProcess(pid)`. */
+export function trackProcess(pid: number): void {
+  tellReaper('+', 'pid', pid);
+}
+
+export function untrackProcess(pid: number): void {
+  tellReaper('-', 'pid', pid);
+}
+
 function killQuietly(target: number): void {
   try {
     process.kill(target, 'SIGKILL');

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { TidepoolConfigInput } from '../../runtime/config/schema';
+import { trackProcess, untrackProcess } from './processes';
 
 export const BUNDLE = resolve(__dirname, '../../dist/tidepool.js');
 
@@ -89,8 +90,8 @@ export async function startTidepool(options: StartTidepoolOptions): Promise<Tide
     stderr += chunk.toString('utf8');
   });
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
+  // A test that dies before stop() must not leave the proxy running.
+  trackProcess(child.pid!);
 
   const waitForLog = (predicate: (line: Record<string, unknown>) => boolean, timeoutMs = 15_000) =>
     new Promise<Record<string, unknown>>((resolveLine, reject) => {
@@ -122,7 +123,7 @@ export async function startTidepool(options: StartTidepoolOptions): Promise<Tide
     stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       const code = await exited;
-      process.off('exit', killOnExit);
+      untrackProcess(child.pid!);
       rmSync(dir, { recursive: true, force: true });
       return code;
     },
