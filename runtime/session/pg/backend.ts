@@ -92,6 +92,8 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
   readonly reportedParams = new Map<string, string>();
   /** Startup parameters the proxy applied with SET on behalf of clients (absent = server default). */
   readonly appliedParams = new Map<string, string>();
+  /** What each applied setting was before the proxy first changed it here (null: not set at all). */
+  readonly baselineParams = new Map<string, string | null>();
   /** Server-side names of prepared statements that exist on this connection. */
   readonly preparedStatements = new Set<string>();
   /** Identity of the client Parse whose unnamed statement currently exists here. */

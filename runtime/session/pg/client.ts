@@ -5,9 +5,9 @@
  * statement leaves session state behind, and returns the connection when the server
  * says the transaction is over and every request has been answered.
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import { ProxyError, toProxyError } from '../../errors';
-import { AuthProtocolError, createScramServer, md5ServerSalt, verifyMd5Response } from '../../protocol/pg/auth';
+import { AuthProtocolError, createMockScramServer, createScramServer, md5ServerSalt, verifyMd5Response } from '../../protocol/pg/auth';
 import { isFatalForClient, pgErrorFields } from '../../protocol/pg/errors';
 import { FramingFailure, FrontendFramer, StartupFramer } from '../../protocol/pg/framing';
 import {
@@ -28,7 +28,7 @@ import {
   skipCString,
   withName,
 } from '../../protocol/pg/messages';
-import { classifySql } from '../../protocol/pg/pinning';
+import { PIN_REASONS, classifySql } from '../../protocol/pg/pinning';
 import { decodeStartupPacket, parseOptionsParameter } from '../../protocol/pg/startup';
 import { BorrowRequest, ConnectionBroker, Credential, CredentialSource, PoolKey, ReleaseMode } from '../types';
 import type { BackendPeer, PgBackend } from './backend';
@@ -377,9 +377,9 @@ export class PgClientSession implements BackendPeer {
       this.transport.write(authenticationMd5(this.md5Salt));
       return;
     }
-    // Unknown users go through the same SCRAM exchange with a random password, so the
-    // outcome and its timing do not reveal which users exist.
-    this.scram = createScramServer(credential?.password ?? randomPlaceholderPassword());
+    // Unknown users go through the same SCRAM exchange (with a stable per-user salt) that
+    // always fails, so the outcome and the salt do not reveal which users exist.
+    this.scram = credential ? createScramServer(credential.password, { user: this.user }) : createMockScramServer(this.user);
     this.transport.write(authenticationSasl(this.scram.mechanisms));
   }
 
@@ -795,25 +795,37 @@ export class PgClientSession implements BackendPeer {
    * when null, the queries are pipelined ahead of the client's own messages.
    */
   private syncSettings(backend: PgBackend, done: ((error: ProxyError | null) => void) | null): void {
+    const selectList: string[] = [];
     const statements: string[] = [];
-    const assignments: string[] = [];
+    // The value a setting had before the proxy first changed it on this connection (what
+    // initQuery or the role's defaults made it) is read in the same SELECT, so that it can be
+    // restored for clients that do not set it; RESET would go back past initQuery.
+    const baselineColumns: { name: string; column: number }[] = [];
     for (const [name, value] of this.settings) {
       if (backend.appliedParams.get(name) === value) continue;
-      assignments.push(`pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)`);
+      if (!backend.baselineParams.has(name)) {
+        baselineColumns.push({ name, column: selectList.length });
+        selectList.push(`pg_catalog.current_setting(${quoteLiteral(name)}, true)`);
+      }
+      selectList.push(`pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)`);
       backend.appliedParams.set(name, value);
     }
-    if (assignments.length > 0) statements.push(`SELECT ${assignments.join(', ')}`);
     for (const name of [...backend.appliedParams.keys()]) {
       if (this.settings.has(name)) continue;
-      statements.push(`RESET ${quoteIdentifier(name)}`);
+      const baseline = backend.baselineParams.get(name);
+      if (baseline === undefined || baseline === null) statements.push(`RESET ${quoteIdentifier(name)}`);
+      else selectList.push(`pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(baseline)}, false)`);
       backend.appliedParams.delete(name);
     }
+    if (selectList.length > 0) statements.unshift(`SELECT ${selectList.join(', ')}`);
     if (statements.length === 0 && done === null) return;
-    backend.runSwallowedQuery(statements.length > 0 ? statements.join('; ') : 'SELECT 1', (error) => {
+    backend.runSwallowedQuery(statements.length > 0 ? statements.join('; ') : 'SELECT 1', (error, rows) => {
       if (error) {
         // The connection's settings are unknown now; make the next borrower start over.
         backend.appliedParams.clear();
         backend.appliedParams.set('\u0000invalid', '');
+      } else {
+        for (const { name, column } of baselineColumns) backend.baselineParams.set(name, rows[0]?.[column] ?? null);
       }
       if (done) {
         done(error ? new ProxyError('SERVER_CONNECT_FAILED', error.message ?? 'invalid startup parameter', error) : null);
@@ -964,6 +976,13 @@ export class PgClientSession implements BackendPeer {
     }
     const backend = this.backend;
     if (backend) {
+      if (this.pinReason !== null && UNRESETTABLE_PIN_REASONS.has(this.pinReason)) {
+        // DISCARD ALL cannot unload a library: this connection can never be clean again.
+        this.releaseBackend(ReleaseMode.Discard);
+        this.pending.length = 0;
+        this.context.events.onClosed(this);
+        return;
+      }
       const clean =
         this.pinReason === null &&
         this.lastStatus === 'I' &&
@@ -976,6 +995,9 @@ export class PgClientSession implements BackendPeer {
     this.context.events.onClosed(this);
   }
 }
+
+/** Pins whose state a reset (ROLLBACK, DISCARD ALL) cannot remove. */
+const UNRESETTABLE_PIN_REASONS = new Set<string>([PIN_REASONS.load]);
 
 const THROWAWAY_STATEMENT = 'tidepool_throwaway';
 /** Parse body of an empty query with no parameter types. */
@@ -990,6 +1012,3 @@ function quoteIdentifier(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-function randomPlaceholderPassword(): string {
-  return randomBytes(24).toString('base64');
-}
