@@ -24,6 +24,8 @@ export interface StartTidepoolOptions {
   /** Extra config fields, merged over the generated ones. */
   config?: Partial<TidepoolConfigInput>;
   env?: Record<string, string>;
+  /** Extra node flags, e.g. ['--cpu-prof'] to profile the proxy. */
+  nodeFlags?: string[];
 }
 
 export interface TidepoolProcess {
@@ -57,7 +59,7 @@ export async function startTidepool(options: StartTidepoolOptions): Promise<Tide
   };
   const configFile = join(dir, 'config.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const child: ChildProcess = spawn(process.execPath, [BUNDLE, 'serve', '--config', configFile], {
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeFlags ?? []), BUNDLE, 'serve', '--config', configFile], {
     env: { ...process.env, TIDEPOOL_LOG_LEVEL: 'debug', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

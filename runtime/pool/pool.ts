@@ -295,6 +295,8 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
   }
 
   private dispatchOnce(): void {
+    // First every group's waiters take the group's own idle connections, so a connection is
+    // never evicted for another group while someone in its own group waits for it.
     for (const group of this.groups.values()) {
       while (group.waiters.length > 0 && group.idle.length > 0) {
         const waiter = group.waiters.shift()!;
@@ -302,8 +304,15 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
         this.move(conn, 'idle', 'lent');
         waiter.request.callback(null, conn);
       }
+    }
+    // Then unmet demand opens connections within the ceiling, evicting idle connections of
+    // groups nobody waits for when the ceiling is reached.
+    for (const group of this.groups.values()) {
       while (group.waiters.length > group.opening && !this.closed) {
-        if (this.totalConnections >= this.limits.maxConnections && !this.evictIdleFromOtherGroup(group)) break;
+        if (this.totalConnections >= this.limits.maxConnections) {
+          if (!this.evictIdleFromOtherGroup(group)) break;
+          continue;
+        }
         this.openFor(group);
       }
     }
@@ -313,7 +322,7 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
     let victim: C | undefined;
     let oldest = Infinity;
     for (const group of this.groups.values()) {
-      if (group === needy || group.idle.length === 0) continue;
+      if (group === needy || group.idle.length === 0 || group.waiters.length > 0) continue;
       const candidate = group.idle[0]!;
       const since = group.idleSince.get(candidate) ?? 0;
       if (since < oldest) {

@@ -696,12 +696,8 @@ describe('BackendScanner', () => {
     });
   });
 
-  // BUG (minor, malformed server input only): a header whose length field is < 4 is clamped to a
-  // zero-length body on the fast path (framing.ts:233), but not when the header straddled chunks
-  // (framing.ts:214-230): the handler then gets a negative bodyLength, startBody() stores a negative
-  // bodyLeft (so atMessageBoundary stays false), and for a collected type Buffer.allocUnsafe(-4)
-  // throws a RangeError out of push().
-  test.failing('a header with length < 4 is handled the same whether or not it straddles chunks', () => {
+  // Regression test for a bug found in review (see the commit that fixed it).
+  test('a header with length < 4 is handled the same whether or not it straddles chunks', () => {
     const bogus = rawHeader('Z', 0); // collected type, length 0 → bodyLength -4
     const whole = runScanner([bogus]);
     expect(whole.recorder.events).toEqual([
@@ -714,10 +710,10 @@ describe('BackendScanner', () => {
     expect(split.scanner.atMessageBoundary).toBe(true);
   });
 
-  test.failing('an uncollected header with length < 4 split across chunks leaves the scanner at a message boundary', () => {
+  test('an uncollected header with length < 4 split across chunks leaves the scanner at a message boundary', () => {
     const bogus = rawHeader('C', 2);
     const split = runScanner(splitAt(bogus, [3]));
     expect(split.recorder.events).toEqual([{ kind: 'header', type: 0x43, bodyLength: 0 }]); // actual bodyLength: -2
-    expect(split.scanner.atMessageBoundary).toBe(true); // actual: false (bodyLeft === -2)
+    expect(split.scanner.atMessageBoundary).toBe(true);
   });
 });

@@ -213,7 +213,8 @@ export class BackendScanner {
         }
         this.headerFilled = 0;
         type = this.header[0]!;
-        bodyLength = this.header.readInt32BE(1) - 4;
+        // A length below 4 is a broken peer; treat it as an empty body, as the whole-header path does.
+        bodyLength = Math.max(0, this.header.readInt32BE(1) - 4);
         if (hadPartialHeader) {
           // The header began in an earlier chunk: decide now, then emit the held bytes.
           const disposition = handler.onHeader(type, bodyLength);

@@ -210,21 +210,15 @@ describe('parseOptionsParameter', () => {
     expect(parseOptionsParameter(options)).toBeUndefined();
   });
 
-  // BUG (minor): parseOptionsParameter claims to split "as the backend does", but PostgreSQL's
-  // pg_split_opts (src/backend/utils/init/postinit.c) separates arguments on isspace(), which also
-  // includes '\r', '\v' and '\f'; startup.ts:51 only treats ' ', '\t' and '\n' as separators.
-  // Input "-c a=b\r-c c=d": PostgreSQL sees two settings {a: 'b', c: 'd'}; Tidepool returns
-  // undefined (it sees "-c", "a=b\r-c", "c=d" and rejects "c=d").
-  test.failing('separates arguments on every isspace() character, like pg_split_opts', () => {
+  // Regression test for a bug found in review (see the commit that fixed it).
+  test('separates arguments on every isspace() character, like pg_split_opts', () => {
     expect(parse('-c a=b\r-c c=d')).toEqual({ a: 'b', c: 'd' });
     expect(parse('-c a=b\f-c c=d')).toEqual({ a: 'b', c: 'd' });
     expect(parse('-c a=b\v-c c=d')).toEqual({ a: 'b', c: 'd' });
   });
 
-  // BUG (minor): a trailing lone backslash is dropped by pg_split_opts (it only sets
-  // last_was_escape), but startup.ts:48 keeps it as a literal character: "-c a=b\" gives
-  // {a: 'b\'} instead of PostgreSQL's {a: 'b'}.
-  test.failing('drops a trailing lone backslash, like pg_split_opts', () => {
+  // Regression test for a bug found in review (see the commit that fixed it).
+  test('drops a trailing lone backslash, like pg_split_opts', () => {
     expect(parse('-c a=b\\')).toEqual({ a: 'b' });
   });
 });

@@ -45,10 +45,13 @@ export function parseOptionsParameter(options: string): Map<string, string> | un
   let inArg = false;
   for (let i = 0; i < options.length; i++) {
     const ch = options[i]!;
-    if (ch === '\\' && i + 1 < options.length) {
-      current += options[++i];
-      inArg = true;
-    } else if (ch === ' ' || ch === '\t' || ch === '\n') {
+    if (ch === '\\') {
+      // A lone trailing backslash is dropped, as pg_split_opts does.
+      if (i + 1 < options.length) {
+        current += options[++i];
+        inArg = true;
+      }
+    } else if (/\s/.test(ch)) {
       if (inArg) args.push(current);
       current = '';
       inArg = false;
