@@ -77,6 +77,9 @@ export class PgEngine implements Engine {
     let session: PgClientSession;
     const transport: ClientTransport = {
       write: (data) => (output.destroyed ? true : output.write(data)),
+      get pendingBytes() {
+        return output.writableLength;
+      },
       pause: () => output.pause(),
       resume: () => output.resume(),
       cork: () => output.cork(),
@@ -127,8 +130,7 @@ export class PgEngine implements Engine {
   private async openServerConnection(key: PoolKey): Promise<PgBackend> {
     const credential = this.credentials.lookup(key.user);
     if (!credential) throw new ProxyError('AUTH_FAILED', `no secret for user "${key.user}"`);
-    const socket = connect({ host: this.target.host, port: this.target.port ?? 5432 });
-    const backend = new PgBackend(key, socket, { user: credential.username, password: credential.password, database: key.database });
+    const backend = new PgBackend(key, { host: this.target.host, port: this.target.port ?? 5432 }, { user: credential.username, password: credential.password, database: key.database });
     backend.initQuery = this.config.connectionPoolConfig.initQuery;
     const timer = setTimeout(() => backend.close('timed out connecting to the database'), SERVER_CONNECT_TIMEOUT_MS);
     try {
@@ -160,7 +162,7 @@ export class PgEngine implements Engine {
   }
 
   private sendCancel(backend: PgBackend): void {
-    const socket = connect({ host: this.target.host, port: this.target.port ?? 5432 });
+    const socket = connect({ host: backend.target.host, port: backend.target.port });
     socket.on('error', () => socket.destroy());
     socket.end(cancelRequest(backend.processId, backend.secretKey));
   }

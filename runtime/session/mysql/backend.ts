@@ -83,7 +83,8 @@ export interface MysqlBackendPeer {
   fromServer(data: Buffer): void;
   /** The end of one received chunk: the moment to decide about releasing the connection. */
   afterServerChunk(): void;
-  onBackendLost(reason: string): void;
+  /** `forwardedInFlight`: client commands sent whose responses will never come. */
+  onBackendLost(reason: string, forwardedInFlight: number): void;
   onServerDrain(): void;
 }
 
@@ -317,6 +318,7 @@ export class MysqlBackend implements ServerConnection {
       this.socket.destroy();
     }
     const pending = this.exchanges.splice(0);
+    const forwardedInFlight = pending.filter((exchange) => exchange.forward).length;
     for (const exchange of pending) {
       if (!exchange.forward && exchange.done) {
         this.tracker = new MysqlResponseTracker(BACKEND_CAPABILITIES);
@@ -326,7 +328,7 @@ export class MysqlBackend implements ServerConnection {
     }
     const peer = this.peer;
     this.peer = null;
-    peer?.onBackendLost(reason);
+    peer?.onBackendLost(reason, forwardedInFlight);
     const onClosed = this.onClosed;
     this.onClosed = null;
     onClosed?.(this, reason);

@@ -9,7 +9,7 @@
  * what lets the proxy inject its own Parse, Close and Query messages into a client's
  * stream and swallow exactly their answers.
  */
-import type { Socket } from 'node:net';
+import { Socket, connect } from 'node:net';
 import { ProxyError } from '../../errors';
 import { createScramClient, md5PasswordResponse } from '../../protocol/pg/auth';
 import { BackendScanHandler, BackendScanner, Disposition } from '../../protocol/pg/framing';
@@ -58,6 +58,8 @@ export interface BackendPeer {
   onBackendLost(reason: string): void;
   /** The server socket's write buffer emptied. */
   onServerDrain(): void;
+  /** Whether bytes forwarded earlier still wait in the client's socket (and so still refer to the read buffer). */
+  holdsForwardedBytes(): boolean;
 }
 
 export interface InternalQueryResult {
@@ -75,6 +77,8 @@ export interface BackendLogin {
   password: string;
   database: string;
 }
+
+const READ_BUFFER_BYTES = 64 * 1024;
 
 interface ParseUndo {
   serverName: string;
@@ -115,18 +119,45 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     scram: ReturnType<typeof createScramClient> | null;
   } | null = null;
 
+  private readonly socket: Socket;
+  /** Reused for every read while nothing still refers to it (see nextReadBuffer). */
+  private readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+
   constructor(
     readonly key: PoolKey,
-    private readonly socket: Socket,
+    readonly target: { host: string; port: number },
     private readonly login: BackendLogin,
   ) {
     // DataRow bodies are collected only while the proxy's own queries run (see runSwallowedQuery).
     this.scanner = new BackendScanner('ZSE13RK', this);
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // onread with a reused buffer skips the stream machinery and one allocation per read.
+    this.socket = connect({
+      host: target.host,
+      port: target.port,
+      noDelay: true,
+      onread: { buffer: () => this.nextReadBuffer(), callback: (bytes: number, buffer: Uint8Array) => this.onRead(bytes, buffer) },
+    });
+    const socket = this.socket;
     socket.on('drain', () => this.peer?.onServerDrain());
     socket.on('error', (error) => this.close(`server socket error: ${error.message}`));
     socket.on('close', () => this.close('server closed the connection'));
+  }
+
+  private nextReadBuffer(): Buffer {
+    return this.readBuffer;
+  }
+
+  private onRead(bytes: number, buffer: Uint8Array): boolean {
+    const chunk = buffer as Buffer;
+    this.scanner.push(bytes === chunk.length ? chunk : chunk.subarray(0, bytes));
+    // Forwarded bytes are views of the read buffer. When the client's socket could not send
+    // them at once it still holds those views, so the next read must go to a fresh buffer.
+    const peer = this.peer;
+    if (peer !== null) {
+      if (peer.holdsForwardedBytes()) this.readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      peer.afterServerChunk();
+    }
+    return true;
   }
 
   /** Runs the startup handshake; resolves at the first ReadyForQuery. */
@@ -306,11 +337,6 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
       default:
         return;
     }
-  }
-
-  private onData(chunk: Buffer): void {
-    this.scanner.push(chunk);
-    this.peer?.afterServerChunk();
   }
 
   private onReadyForQuery(status: TransactionStatus): void {

@@ -38,6 +38,8 @@ import { StatementRegistry } from './statements';
 export interface ClientTransport {
   /** Returns false when the socket's buffer is full; `onTransportDrain` follows when it empties. */
   write(data: Buffer): boolean;
+  /** Bytes accepted by write() and not yet handed to the kernel. */
+  readonly pendingBytes: number;
   /** Stops / restarts reading from the client (backpressure from a slow server). */
   pause(): void;
   resume(): void;
@@ -728,6 +730,10 @@ export class PgClientSession implements BackendPeer {
       this.serverReadingPaused = false;
       this.backend?.resumeReading();
     }
+  }
+
+  holdsForwardedBytes(): boolean {
+    return this.transport.pendingBytes > 0;
   }
 
   onServerDrain(): void {
