@@ -26,6 +26,11 @@ export interface EngineStats {
 
 export interface Engine {
   readonly family: EngineFamily;
+  /**
+   * The listener accepts sockets paused (pauseOnConnect) so an engine can re-wrap them for
+   * onread (see sockets.ts). Engines that do not set this get them resumed.
+   */
+  readonly takesPausedSockets?: boolean;
   /** Takes over a freshly accepted client socket. */
   acceptClient(socket: Socket, onClosed: (client: ClientHandle) => void): ClientHandle;
   /** Periodic pool work (borrow timeouts, idle trimming); called by the proxy's one scheduler. */

@@ -21,14 +21,18 @@ import {
 import { StatementRegistry } from '../session/pg/statements';
 import type { CredentialSource, PoolKey } from '../session/types';
 import type { ClientHandle, Engine, EngineStats } from './engine';
+import { SharedReadBuffer, adoptAcceptedSocket } from './sockets';
 
 const SERVER_CONNECT_TIMEOUT_MS = 10_000;
 
 export class PgEngine implements Engine {
   readonly family = 'POSTGRESQL' as const;
+  readonly takesPausedSockets = true;
   readonly pool: ConnectionPool<PgBackend>;
   private readonly context: PgSessionContext;
   private limitsKnown = false;
+  /** Every client socket reads into this one buffer (see SharedReadBuffer). */
+  private readonly clientReadBuffer = new SharedReadBuffer();
 
   constructor(
     private readonly config: TidepoolConfig,
@@ -71,10 +75,14 @@ export class PgEngine implements Engine {
     };
   }
 
-  acceptClient(socket: Socket, onClosed: (client: ClientHandle) => void): ClientHandle {
-    socket.setNoDelay(true);
-    let output: Socket | TLSSocket = socket;
+  acceptClient(accepted: Socket, onClosed: (client: ClientHandle) => void): ClientHandle {
     let session: PgClientSession;
+    const reader = this.clientReadBuffer;
+    const socket = adoptAcceptedSocket(accepted, reader, (chunk) => {
+      session.onData(chunk);
+      if (session.retainsReceivedBytes()) reader.retire();
+    });
+    let output: Socket | TLSSocket = socket;
     const transport: ClientTransport = {
       write: (data) => (output.destroyed ? true : output.write(data)),
       get pendingBytes() {
@@ -92,7 +100,6 @@ export class PgEngine implements Engine {
       },
       tlsAvailable: true,
       startTls: () => {
-        socket.removeAllListeners('data');
         const secure = new TLSSocket(socket, { isServer: true, secureContext: this.secureContext });
         output = secure;
         secure.on('data', (chunk: Buffer) => session.onData(chunk));
@@ -105,7 +112,6 @@ export class PgEngine implements Engine {
       },
     };
     session = new PgClientSession(transport, this.context);
-    socket.on('data', (chunk: Buffer) => session.onData(chunk));
     socket.on('drain', () => session.onTransportDrain());
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {

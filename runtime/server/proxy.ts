@@ -8,6 +8,7 @@ import { TidepoolConfig, defaultPortFor } from '../config/schema';
 import { ProxyError } from '../errors';
 import { StaticCredentialSource, loadFileCredentials } from './credentials';
 import type { ClientHandle, Engine, EngineStats } from './engine';
+import { MysqlEngine } from './mysql-engine';
 import { PgEngine } from './pg-engine';
 import { loadTlsMaterial, secureContextFor } from './tls';
 
@@ -35,18 +36,19 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const tlsMaterial = await loadTlsMaterial(config.tls, options.baseDir, config.proxyName);
   if (tlsMaterial.selfSigned) log.info({ event: 'tls-self-signed' }, 'no certificate configured: using a self-signed one');
   const secureContext = secureContextFor(tlsMaterial);
-  if (config.engineFamily !== 'POSTGRESQL') {
-    throw new ProxyError('FEATURE_NOT_SUPPORTED', `engineFamily ${config.engineFamily} is not supported by this build yet`);
-  }
-  const engine: Engine = new PgEngine(config, config.targets[0]!, credentials, secureContext, log);
+  const engine: Engine =
+    config.engineFamily === 'MYSQL'
+      ? new MysqlEngine(config, config.targets[0]!, credentials, secureContext, log)
+      : new PgEngine(config, config.targets[0]!, credentials, secureContext, log);
   const clients = new Set<ClientHandle>();
   let draining = false;
 
-  const server: Server = createServer({ noDelay: true }, (socket: Socket) => {
+  const server: Server = createServer({ noDelay: true, pauseOnConnect: true }, (socket: Socket) => {
     if (draining) {
       socket.destroy();
       return;
     }
+    if (!engine.takesPausedSockets) socket.resume();
     const client = engine.acceptClient(socket, (closed) => clients.delete(closed));
     clients.add(client);
   });

@@ -105,7 +105,8 @@ export class StartupFramer {
 
   /** Returns the next complete packet, `null` when more bytes are needed, or a failure. */
   push(chunk: Buffer | null): Buffer | null | FramingFailure {
-    if (chunk !== null) this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    // Always a copy: the chunk may be a view of a read buffer that is reused.
+    if (chunk !== null) this.buffered = Buffer.concat([this.buffered, chunk]);
     if (this.buffered.length < 4) return null;
     const length = this.buffered.readInt32BE(0);
     if (length < 8) return 'invalid-length';

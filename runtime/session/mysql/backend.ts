@@ -264,7 +264,11 @@ export class MysqlBackend implements ServerConnection {
     for (const change of tracker.sessionStateChanges) {
       if (change.type === SessionTrackType.SESSION_TRACK_SYSTEM_VARIABLES) {
         const name = change.name.toLowerCase();
-        if (isTrackedVariable(name)) this.variables.set(name, normaliseValue(name, change.value));
+        if (!isTrackedVariable(name)) continue;
+        const value = normaliseValue(name, change.value);
+        this.variables.set(name, value);
+        // Setting the collation sets the connection character set too, and the tracker reports only the variable set.
+        if (name === 'collation_connection') this.variables.set('character_set_connection', value.split('_')[0]!);
       } else if (change.type === SessionTrackType.SESSION_TRACK_SCHEMA) {
         this.schema = change.value === '' ? null : change.value;
       }

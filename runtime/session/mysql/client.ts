@@ -50,12 +50,16 @@ import {
   writeStatementId,
 } from '../../protocol/mysql/packets';
 import { MysqlPinReason, classifyMysqlSql, describePinReason } from '../../protocol/mysql/pinning';
-import type { ClientTransport } from '../pg/client';
+import type { ClientTransport as PgClientTransport } from '../pg/client';
 import { BorrowRequest, ConnectionBroker, Credential, CredentialSource, PoolKey, ReleaseMode } from '../types';
-import { Exchange, MysqlBackend, MysqlBackendPeer, TRACKED_VARIABLES, isTrackedVariable } from './backend';
+import { Exchange, MysqlBackend, MysqlBackendPeer, TRACKED_VARIABLES } from './backend';
 import { ClientStatement, PrepareMetadataCache, statementServerKey } from './statements';
 
-export type { ClientTransport };
+/** The socket side of a client (as for PostgreSQL), with TLS started on bytes the client may already have sent. */
+export interface ClientTransport extends Omit<PgClientTransport, 'startTls'> {
+  /** Switches to TLS; `alreadyReceived` is TLS data that arrived in the same chunk as the SSL request. */
+  startTls(alreadyReceived: Buffer): void;
+}
 
 /** What the client sees of the target, learned from a server handshake. */
 export interface TargetInfo {
@@ -158,7 +162,9 @@ export class MysqlClientSession implements MysqlBackendPeer {
   readonly connectedAt = Date.now();
 
   private phase = Phase.Handshake;
-  private readonly framer: MysqlPacketFramer;
+  private framer: MysqlPacketFramer;
+  /** Where the SSL request ended in the chunk being read: the rest is the client's TLS handshake. */
+  private tlsStartsAt: { source: Buffer; offset: number } | null = null;
   private scramble = generateScramble();
   private clientCapabilities = 0;
   private advertised = 0;
@@ -218,7 +224,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
   /** Sends the initial handshake. */
   start(target: TargetInfo): void {
     if (this.phase !== Phase.Handshake) return;
-    this.advertised = (PROXY_CAPABILITIES & (target.capabilityFlags | CapabilityFlag.CLIENT_SSL)) | CapabilityFlag.CLIENT_PROTOCOL_41 | CapabilityFlag.CLIENT_PLUGIN_AUTH | CapabilityFlag.CLIENT_SECURE_CONNECTION;
+    this.advertised = (PROXY_CAPABILITIES & (target.capabilityFlags | CapabilityFlag.CLIENT_SSL | CapabilityFlag.CLIENT_LONG_PASSWORD)) | CapabilityFlag.CLIENT_PROTOCOL_41 | CapabilityFlag.CLIENT_PLUGIN_AUTH | CapabilityFlag.CLIENT_SECURE_CONNECTION;
     if (!this.transport.tlsAvailable) this.advertised &= ~CapabilityFlag.CLIENT_SSL;
     const handshake = encodeHandshakeV10({
       serverVersion: target.serverVersion,
@@ -239,6 +245,13 @@ export class MysqlClientSession implements MysqlBackendPeer {
     this.lastActivity = Date.now();
     try {
       this.framer.push(chunk, this.onPacket);
+      if (this.tlsStartsAt !== null) {
+        const { source, offset } = this.tlsStartsAt;
+        this.tlsStartsAt = null;
+        this.framer = new MysqlPacketFramer({ maxPayloadLength: Math.min(MAX_PACKET_PAYLOAD_LENGTH, this.context.maxMessageBytes) });
+        this.transport.startTls(source === chunk ? Buffer.from(chunk.subarray(offset)) : Buffer.alloc(0));
+        return;
+      }
     } catch (error) {
       if (error instanceof MysqlProtocolError && error.code === 'too-large') {
         this.fail(new ProxyError('MESSAGE_TOO_LARGE', `Got a packet bigger than the proxy's limit of ${this.context.maxMessageBytes} bytes`), true);
@@ -274,7 +287,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
   }
 
   private readonly onPacket = (source: Buffer, payloadStart: number, payloadLength: number, sequenceId: number, isContinuation: boolean): void => {
-    if (this.phase === Phase.Closed) return;
+    if (this.phase === Phase.Closed || this.tlsStartsAt !== null) return;
     const wire = source.subarray(payloadStart - 4, payloadStart + payloadLength);
     if (this.phase === Phase.Ready && this.auth === null) {
       this.commandBytes = isContinuation ? this.commandBytes + payloadLength : payloadLength;
@@ -291,7 +304,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
     const payload = wire.subarray(4);
     this.responseSequence = (sequenceId + 1) & 0xff;
     if (this.phase === Phase.Handshake) {
-      this.onHandshakeResponse(payload);
+      if (this.onHandshakeResponse(payload)) this.tlsStartsAt = { source, offset: payloadStart + payloadLength };
       return;
     }
     if (this.auth !== null) this.onAuthReply(payload);
@@ -299,27 +312,28 @@ export class MysqlClientSession implements MysqlBackendPeer {
 
   // ---------------------------------------------------------------- login
 
-  private onHandshakeResponse(payload: Buffer): void {
+  /** Returns true when the client asked for TLS (the caller starts it after this chunk's SSL request). */
+  private onHandshakeResponse(payload: Buffer): boolean {
     const response = parseHandshakeResponse(payload);
     if (response.kind === 'ssl-request') {
       if (this.transport.isTls || !hasCapability(this.advertised, CapabilityFlag.CLIENT_SSL)) {
         throw new MysqlProtocolError('malformed', 'unexpected SSL request');
       }
-      this.transport.startTls();
-      return;
+      return true;
     }
     this.clientCapabilities = response.capabilityFlags & this.advertised;
     if (this.context.requireTls && !this.transport.isTls) {
       this.fail(new MysqlCodedError('TLS_REQUIRED', MysqlError.ER_SECURE_TRANSPORT_REQUIRED, 'This Tidepool proxy requires TLS connections'), true);
-      return;
+      return false;
     }
     if (isImpermissibleClientCharset(response.characterSet)) {
       const name = charsetOfCollationId(response.characterSet) ?? String(response.characterSet);
       this.fail(new MysqlCodedError('FEATURE_NOT_SUPPORTED', MysqlError.ER_WRONG_VALUE_FOR_VAR, `Variable 'character_set_client' can't be set to the value of '${name}'`), true);
-      return;
+      return false;
     }
     this.phase = Phase.Authenticating;
     this.beginAuth(response, false);
+    return false;
   }
 
   private beginAuth(response: Pick<HandshakeResponse41, 'username' | 'authResponse' | 'authPluginName' | 'database' | 'characterSet'>, changeUser: boolean): void {
@@ -838,10 +852,10 @@ export class MysqlClientSession implements MysqlBackendPeer {
   private afterResponse(tracker: MysqlResponseTracker): void {
     const backend = this.backend;
     if (backend) {
-      backend.applyStateChanges(tracker);
-      for (const change of tracker.sessionStateChanges) {
-        const name = change.name.toLowerCase();
-        if (isTrackedVariable(name)) {
+      if (tracker.sessionStateChanges.length > 0) {
+        backend.applyStateChanges(tracker);
+        // The connection was brought in line with this client when lent, so its values are the client's now.
+        for (const name of TRACKED_VARIABLES) {
           const value = backend.variables.get(name);
           if (value !== undefined) this.variables.set(name, value);
         }

@@ -178,6 +178,10 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     return this.socket.write(data);
   }
 
+  get pendingWriteBytes(): number {
+    return this.socket.writableLength;
+  }
+
   pauseReading(): void {
     this.socket.pause();
   }

@@ -196,6 +196,7 @@ export class PgClientSession implements BackendPeer {
 
   // Backpressure: a slow reader on either side stops reading from the other.
   private serverReadingPaused = false;
+  private lastWrittenBackend: PgBackend | null = null;
   private clientReadingPaused = false;
 
   // Output batching to the server within one received chunk.
@@ -482,7 +483,7 @@ export class PgClientSession implements BackendPeer {
       return;
     }
     if (this.phase === Phase.Finishing) {
-      this.pending.push({ type, data: data.subarray(start, end) });
+      this.pending.push({ type, data: Buffer.from(data.subarray(start, end)) });
       return;
     }
     if (this.phase !== Phase.Ready) return;
@@ -500,7 +501,8 @@ export class PgClientSession implements BackendPeer {
       this.process(type, data, start, end);
       return;
     }
-    this.pending.push({ type, data: data.subarray(start, end) });
+    // Received bytes live in a shared read buffer: what waits must be copied.
+    this.pending.push({ type, data: Buffer.from(data.subarray(start, end)) });
     this.requestBackend();
   };
 
@@ -718,6 +720,7 @@ export class PgClientSession implements BackendPeer {
   }
 
   private toServer(data: Buffer): void {
+    this.lastWrittenBackend = this.backend;
     if (!this.backend!.write(data) && !this.clientReadingPaused) {
       this.clientReadingPaused = true;
       this.transport.pause();
@@ -730,6 +733,16 @@ export class PgClientSession implements BackendPeer {
       this.serverReadingPaused = false;
       this.backend?.resumeReading();
     }
+  }
+
+  /**
+   * Whether a server socket still holds (unsent) views of the bytes this session received
+   * last: then the shared read buffer must not be reused.
+   */
+  retainsReceivedBytes(): boolean {
+    const backend = this.lastWrittenBackend;
+    this.lastWrittenBackend = null;
+    return backend !== null && backend.pendingWriteBytes > 0;
   }
 
   holdsForwardedBytes(): boolean {
