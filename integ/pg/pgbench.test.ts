@@ -56,3 +56,24 @@ test.each(['simple', 'extended', 'prepared'])('pgbench -S -M %s -c 100 over 20 s
   expect(maxSeen).toBeLessThanOrEqual(20);
   expect(proxy.logs().filter((line) => line.event === 'pinned')).toEqual([]);
 });
+
+test('pgbench -S -M prepared -c 50 over a pool of 10: zero errors', async () => {
+  const small = await startTidepool({
+    targets: [{ host: server.host, port: server.port }],
+    users: [{ name: APP_USER, password: APP_PASSWORD }],
+    config: { connectionPoolConfig: { maxConnectionsPercent: 10 } },
+  });
+  try {
+    const run = await runBinary(
+      'pgbench',
+      ['-S', '-M', 'prepared', '-c', '50', '-j', '2', '-t', String(TRANSACTIONS_PER_CLIENT), '-n', '-h', small.host, '-p', String(small.port), '-U', APP_USER, 'postgres'],
+      { env: { PGPASSWORD: APP_PASSWORD, PGSSLMODE: 'disable' } },
+    );
+    expect(run.stderr).not.toMatch(/error|ERROR|FATAL/);
+    expect(run.code).toBe(0);
+    expect(Number(/number of transactions actually processed: (\d+)/.exec(run.stdout)?.[1])).toBe(50 * TRANSACTIONS_PER_CLIENT);
+    expect(Number(/number of failed transactions: (\d+)/.exec(run.stdout)?.[1] ?? '0')).toBe(0);
+  } finally {
+    await small.stop();
+  }
+});
