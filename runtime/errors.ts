@@ -35,6 +35,11 @@ export class ProxyError extends Error {
     message: string,
     /** A database's own error to pass through verbatim, when there is one. */
     readonly serverDetail?: { sqlState?: string; message?: string },
+    /**
+     * The target could not be reached or is changing roles (a failover, a restart): worth
+     * waiting for, up to connectionBorrowTimeout, rather than failing the client at once.
+     */
+    readonly transient = false,
   ) {
     super(message);
     this.name = 'ProxyError';

@@ -802,21 +802,40 @@ describe('open failures', () => {
     h.checkInvariants();
   });
 
-  test('a non-ProxyError rejection becomes SERVER_CONNECT_FAILED', async () => {
+  test('an unreachable target keeps waiters waiting; the next sweep retries; the borrow timeout ends the wait', async () => {
     const h = new Harness({ maxConnections: 1, maxIdleConnections: 1 });
     const b = h.borrow(A);
-    await h.failNext(new Error('connect ECONNREFUSED 10.0.0.1:5432'));
-    expect(b.error).toBeInstanceOf(ProxyError);
-    expect(b.error!.code).toBe('SERVER_CONNECT_FAILED');
-    expect(b.error!.message).toBe('Error: connect ECONNREFUSED 10.0.0.1:5432');
+    await h.failNext(new ProxyError('SERVER_CONNECT_FAILED', 'connect ECONNREFUSED 10.0.0.1:5432', undefined, true));
+    expect(b.settled).toBe(false);
+    expect(h.events[0]).toMatchObject({ kind: 'open-failed', key: A });
+    expect(h.openCount).toBe(1);
+    h.pool.sweep();
+    expect(h.openCount).toBe(2);
+    const conn = await h.openNext();
+    expect(b.conn).toBe(conn);
+    conn.close('the target went away');
+    const late = h.borrow(A);
+    await h.failNext(new ProxyError('SERVER_CONNECT_FAILED', 'target unreachable', undefined, true));
+    h.clock += 60_000;
+    h.pool.sweep();
+    expect(late.error?.code).toBe('BORROW_TIMEOUT');
+    h.checkInvariants();
   });
 
-  test('a failed open frees its slot for other groups', async () => {
+  test('a non-ProxyError rejection becomes SERVER_CONNECT_FAILED and fails the waiters', async () => {
+    const h = new Harness({ maxConnections: 1, maxIdleConnections: 1 });
+    const b = h.borrow(A);
+    await h.failNext(new Error('unexpected'));
+    expect(b.error).toBeInstanceOf(ProxyError);
+    expect(b.error!.code).toBe('SERVER_CONNECT_FAILED');
+  });
+
+  test('a refused open frees its slot for other groups', async () => {
     const h = new Harness({ maxConnections: 1, maxIdleConnections: 1 });
     h.borrow(A);
     const b = h.borrow(B);
     expect(h.openCount).toBe(1);
-    await h.failNext(new ProxyError('SERVER_CONNECT_FAILED', 'nope'));
+    await h.failNext(new ProxyError('SERVER_CONNECT_FAILED', 'database "nope" does not exist', { sqlState: '3D000' }));
     expect(h.openCount).toBe(2);
     expect(h.pendingOpens[0]!.key).toEqual(B);
     expect(await h.openNext()).toBe(b.conn);

@@ -165,8 +165,9 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
     if (entry && entry.state === 'lent') this.move(conn, 'lent', 'pinned');
   }
 
-  /** Periodic work: borrow timeouts and idle trimming. Called by the one scheduler. */
+  /** Periodic work: borrow timeouts, retrying failed opens, idle trimming. Called by the one scheduler. */
   sweep(): void {
+    this.dispatch();
     const now = this.now();
     for (const group of this.groups.values()) {
       // Waiters are FIFO with one timeout, so expired ones are at the head.
@@ -359,9 +360,14 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
         const proxyError =
           error instanceof ProxyError ? error : new ProxyError('SERVER_CONNECT_FAILED', String(error));
         this.options.onEvent?.({ kind: 'open-failed', key: group.key, error: proxyError });
-        // Everyone queued for this group would hit the same wall; tell them now rather than at the borrow timeout.
-        for (const waiter of group.waiters.splice(0)) waiter.request.callback(proxyError, null);
-        this.dispatch();
+        if (!proxyError.transient) {
+          // The database answered and refused (unknown database, rejected password): everyone
+          // queued for this group would hit the same wall, so tell them now.
+          for (const waiter of group.waiters.splice(0)) waiter.request.callback(proxyError, null);
+          this.dispatch();
+        }
+        // A transient failure (a failover, a restart): waiters keep waiting, up to
+        // connectionBorrowTimeout, and the next sweep tries again.
       },
     );
   }

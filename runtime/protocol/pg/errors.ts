@@ -41,7 +41,11 @@ export function isFatalForClient(error: ProxyError): boolean {
 export function pgErrorFields(error: ProxyError, options: { duringStartup?: boolean } = {}): ErrorFields {
   const mapping = MAPPINGS[error.code];
   const fatal = mapping.fatal || options.duringStartup === true;
+  // A database's own code passes through (e.g. 3D000 for an unknown database), and so does
+  // a more precise code the session chose (08007 for a COMMIT whose outcome is unknown).
   const sqlState =
-    error.code === 'SERVER_CONNECT_FAILED' && error.serverDetail?.sqlState ? error.serverDetail.sqlState : mapping.sqlState;
+    (error.code === 'SERVER_CONNECT_FAILED' || error.code === 'SERVER_CONNECTION_LOST') && error.serverDetail?.sqlState
+      ? error.serverDetail.sqlState
+      : mapping.sqlState;
   return { severity: fatal ? 'FATAL' : 'ERROR', sqlState, message: error.message };
 }

@@ -1,0 +1,3 @@
+export * from './lib/database-proxy';
+export * from './lib/proxy-target';
+export * from './lib/tls';
