@@ -3,7 +3,7 @@
  * number of proxies in front of it, and `pg` clients that know which proxy session they are.
  *
  * Pooling is made observable with a small server (`max_connections` 20) and a small
- * `maxConnectionsPercent` (5 → 1 server connection, 10 → 2); `SELECT pg_backend_pid()` tells
+ * `maxConnectionsPercent` (5 → 1 server connection, 15 → 2: the writer probe holds one of the share); `SELECT pg_backend_pid()` tells
  * which server connection ran a statement. Proxy log lines are matched to a client through
  * the `debugLogging` SQL lines (`{event: 'sql', client, sql}`), which `TestBed.proxy` turns on.
  */

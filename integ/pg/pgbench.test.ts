@@ -57,7 +57,7 @@ test.each(['simple', 'extended', 'prepared'])('pgbench -S -M %s -c 100 over 20 s
   expect(proxy.logs().filter((line) => line.event === 'pinned')).toEqual([]);
 });
 
-test('pgbench -S -M prepared -c 50 over a pool of 10: zero errors', async () => {
+test('pgbench -S -M prepared -c 50 over 10 server connections: zero errors', async () => {
   const small = await startTidepool({
     targets: [{ host: server.host, port: server.port }],
     users: [{ name: APP_USER, password: APP_PASSWORD }],

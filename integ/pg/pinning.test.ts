@@ -5,7 +5,7 @@
  * never reaches another client once the pinned client is gone. Lookalikes don't pin, and
  * `sessionPinningFilters: ['EXCLUDE_VARIABLE_SETS']` stops SETs from pinning.
  *
- * The pool has 2 server connections (maxConnectionsPercent 10 of max_connections 20), so a
+ * The pool has 2 server connections (maxConnectionsPercent 15 of max_connections 20, less the writer probe), so a
  * pinned client owns one and everybody else shares the other.
  */
 import type { TidepoolProcess } from '../harness/tidepool';
@@ -22,7 +22,7 @@ import {
 import { pollUntil } from '../harness/processes';
 
 const POOL_SIZE = 2;
-const POOL_2 = { maxConnectionsPercent: 10 };
+const POOL_2 = { maxConnectionsPercent: 15 }; // 3 of max_connections 20, one held by the writer probe
 
 const bed = new TestBed();
 let proxy: TidepoolProcess;

@@ -31,8 +31,8 @@ beforeAll(async () => {
       { name: APP_USER, password: APP_PASSWORD },
       { name: 'md5user', password: 'md5-password', clientPasswordAuthType: 'POSTGRES_MD5' },
     ],
-    // 10% of max_connections 20: a pool of 2 server connections.
-    config: { connectionPoolConfig: { maxConnectionsPercent: 10, connectionBorrowTimeout: 2 }, limits: { maxMessageBytes: 65536 } },
+    // 15% of max_connections 20 is 3 connections: the writer probe holds one, the pool gets 2.
+    config: { connectionPoolConfig: { maxConnectionsPercent: 15, connectionBorrowTimeout: 2 }, limits: { maxMessageBytes: 65536 } },
   });
 });
 

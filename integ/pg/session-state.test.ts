@@ -6,7 +6,7 @@
  * multiplexed with no pin.
  *
  * Pools: `one` has 1 server connection (maxConnectionsPercent 5 of max_connections 20),
- * `two` and `init` have 2 (10 %).
+ * `two` and `init` have 2 (15 %, less the connection the writer probe holds).
  */
 import type { Client } from 'pg';
 import { runCommand } from '../harness/processes';
@@ -31,8 +31,8 @@ beforeAll(async () => {
   );
   [one, two, init] = await Promise.all([
     bed.proxy({ connectionPoolConfig: { maxConnectionsPercent: 5 } }),
-    bed.proxy({ connectionPoolConfig: { maxConnectionsPercent: 10 } }),
-    bed.proxy({ connectionPoolConfig: { maxConnectionsPercent: 10, initQuery: 'SET statement_timeout = 4321' } }),
+    bed.proxy({ connectionPoolConfig: { maxConnectionsPercent: 15 } }),
+    bed.proxy({ connectionPoolConfig: { maxConnectionsPercent: 15, initQuery: 'SET statement_timeout = 4321' } }),
   ]);
 });
 

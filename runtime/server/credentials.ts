@@ -35,6 +35,11 @@ export class StaticCredentialSource implements CredentialSource {
     return this.byUser.get(username);
   }
 
+  /** Every credential, in config order. */
+  all(): Credential[] {
+    return [...this.byUser.values()];
+  }
+
   get size(): number {
     return this.byUser.size;
   }

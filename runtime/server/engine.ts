@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { EngineFamily } from '../config/schema';
 import type { ProxyError } from '../errors';
 import type { GroupStats, PoolLimits } from '../pool/pool';
+import type { Target, TargetHealth } from '../pool/target-group';
 
 export interface ClientHandle {
   readonly id: number;
@@ -22,6 +23,8 @@ export interface EngineStats {
   pool: GroupStats[];
   limits: PoolLimits;
   serverConnections: number;
+  targets?: TargetHealth[];
+  writer?: Target | null;
 }
 
 export interface Engine {
@@ -31,6 +34,8 @@ export interface Engine {
    * onread (see sockets.ts). Engines that do not set this get them resumed.
    */
   readonly takesPausedSockets?: boolean;
+  /** Starts background work (writer probing). */
+  start?(): void;
   /** Takes over a freshly accepted client socket. */
   acceptClient(socket: Socket, onClosed: (client: ClientHandle) => void): ClientHandle;
   /** Periodic pool work (borrow timeouts, idle trimming); called by the proxy's one scheduler. */

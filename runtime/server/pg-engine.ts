@@ -19,11 +19,61 @@ import {
   StartupParamCache,
 } from '../session/pg/client';
 import { StatementRegistry } from '../session/pg/statements';
-import type { CredentialSource, PoolKey } from '../session/types';
+import type { Credential, CredentialSource, PoolKey } from '../session/types';
+import { ProbeResult, Target, TargetGroup, TargetProber } from '../pool/target-group';
 import type { ClientHandle, Engine, EngineStats } from './engine';
 import { SharedReadBuffer, adoptAcceptedSocket } from './sockets';
 
 const SERVER_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * A startup failure worth waiting out: no answer at all (connection refused or reset, a
+ * timeout), or the server saying it cannot take connections right now (57P0x: starting up,
+ * shutting down, in recovery; 08xxx).
+ */
+function isTransientStartupFailure(error: ProxyError): boolean {
+  if (error.transient) return true;
+  const sqlState = error.serverDetail?.sqlState;
+  if (sqlState === undefined) return error.code === 'SERVER_CONNECT_FAILED';
+  return sqlState.startsWith('57P') || sqlState.startsWith('08');
+}
+
+/** Asks one target whether it is writable, over a connection kept between probes. */
+class PgWriterProber implements TargetProber {
+  private backend: PgBackend | null = null;
+
+  constructor(
+    private readonly target: Target,
+    private readonly credential: Credential,
+  ) {}
+
+  async probe(): Promise<ProbeResult> {
+    try {
+      if (this.backend === null || this.backend.isClosed) {
+        const backend = new PgBackend({ user: this.credential.username, database: PROBE_DATABASE }, this.target, {
+          user: this.credential.username,
+          password: this.credential.password,
+          database: PROBE_DATABASE,
+        });
+        this.backend = backend;
+        await backend.start();
+      }
+      const result = await this.backend.internalQuery('SELECT pg_catalog.pg_is_in_recovery()');
+      return { writable: result.rows[0]?.[0] === 'f' };
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  close(): void {
+    this.backend?.close('probe closed');
+    this.backend = null;
+  }
+}
+
+/** The database the writer probes log in to. */
+const PROBE_DATABASE = 'postgres';
 
 export class PgEngine implements Engine {
   readonly family = 'POSTGRESQL' as const;
@@ -34,13 +84,26 @@ export class PgEngine implements Engine {
   /** Every client socket reads into this one buffer (see SharedReadBuffer). */
   private readonly clientReadBuffer = new SharedReadBuffer();
 
+  readonly targets: TargetGroup;
+
   constructor(
     private readonly config: TidepoolConfig,
-    private readonly target: TargetConfig,
     private readonly credentials: CredentialSource,
+    /** Logs in the writer probes (the first secret, as RDS Proxy uses a secret for its health checks). */
+    probeCredential: Credential,
     private readonly secureContext: SecureContext,
     private readonly log: Logger,
   ) {
+    this.targets = new TargetGroup(
+      config.targets.map((t: TargetConfig) => ({ host: t.host, port: t.port ?? 5432 })),
+      {
+        createProber: (target) => new PgWriterProber(target, probeCredential),
+        intervalMs: 1000,
+        fastIntervalMs: 100,
+        probeTimeoutMs: 2000,
+        onWriterChanged: (writer, previous) => this.onWriterChanged(writer, previous),
+      },
+    );
     this.pool = new ConnectionPool<PgBackend>({
       open: (key) => this.openServerConnection(key),
       borrowTimeoutMs: config.connectionPoolConfig.connectionBorrowTimeout * 1000,
@@ -121,31 +184,61 @@ export class PgEngine implements Engine {
     return session;
   }
 
+  start(): void {
+    this.targets.start();
+  }
+
   sweep(): void {
     this.pool.sweep();
   }
 
   stats(): EngineStats {
-    return { pool: this.pool.stats(), limits: this.pool.currentLimits, serverConnections: this.pool.totalConnections };
+    return {
+      pool: this.pool.stats(),
+      limits: this.pool.currentLimits,
+      serverConnections: this.pool.totalConnections,
+      targets: this.targets.health(),
+      writer: this.targets.writer,
+    };
   }
 
   close(): void {
     this.pool.close();
+    this.targets.stop();
+  }
+
+  private onWriterChanged(writer: Target | null, previous: Target | null): void {
+    this.log.warn(
+      { event: 'writer-changed', writer: writer ? `${writer.host}:${writer.port}` : null, previous: previous ? `${previous.host}:${previous.port}` : null },
+      writer ? `writer is now ${writer.host}:${writer.port}` : 'no writer available: requests wait up to connectionBorrowTimeout',
+    );
+    // Connections to a former writer must not be written to: drop them all. Their clients'
+    // in-flight work fails; idle clients notice nothing.
+    this.pool.closeAll(writer ? 'the writer changed' : 'the writer is unavailable');
+    this.limitsKnown = false;
   }
 
   private async openServerConnection(key: PoolKey): Promise<PgBackend> {
     const credential = this.credentials.lookup(key.user);
     if (!credential) throw new ProxyError('AUTH_FAILED', `no secret for user "${key.user}"`);
-    const backend = new PgBackend(key, { host: this.target.host, port: this.target.port ?? 5432 }, { user: credential.username, password: credential.password, database: key.database });
+    // During a failover this waits; the client's borrow timeout bounds the wait.
+    const writer = await this.targets.waitForWriter();
+    const backend = new PgBackend(key, writer, { user: credential.username, password: credential.password, database: key.database });
     backend.initQuery = this.config.connectionPoolConfig.initQuery;
     const timer = setTimeout(() => backend.close('timed out connecting to the database'), SERVER_CONNECT_TIMEOUT_MS);
     try {
       await backend.start();
       if (backend.initQuery !== '') await backend.internalQuery(backend.initQuery);
       if (!this.limitsKnown) await this.discoverLimits(backend);
+      if (this.targets.writer !== writer) throw new ProxyError('SERVER_CONNECT_FAILED', 'the writer changed while connecting', undefined, true);
     } catch (error) {
       backend.close('startup failed');
-      throw error;
+      const proxyError = error instanceof ProxyError ? error : new ProxyError('SERVER_CONNECT_FAILED', String(error));
+      if (isTransientStartupFailure(proxyError)) {
+        this.targets.suspect(writer);
+        throw new ProxyError('SERVER_CONNECT_FAILED', proxyError.message, proxyError.serverDetail, true);
+      }
+      throw proxyError;
     } finally {
       clearTimeout(timer);
     }
@@ -159,7 +252,8 @@ export class PgEngine implements Engine {
     if (!Number.isFinite(maxConnections) || maxConnections <= 0) return;
     const pool = this.config.connectionPoolConfig;
     const limits = {
-      maxConnections: Math.max(1, Math.floor((maxConnections * pool.maxConnectionsPercent) / 100)),
+      // The writer probe holds one connection of the share.
+      maxConnections: Math.max(1, Math.floor((maxConnections * pool.maxConnectionsPercent) / 100) - 1),
       maxIdleConnections: Math.floor((maxConnections * pool.maxIdleConnectionsPercent) / 100),
     };
     this.limitsKnown = true;

@@ -36,10 +36,13 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const tlsMaterial = await loadTlsMaterial(config.tls, options.baseDir, config.proxyName);
   if (tlsMaterial.selfSigned) log.info({ event: 'tls-self-signed' }, 'no certificate configured: using a self-signed one');
   const secureContext = secureContextFor(tlsMaterial);
+  const probeCredential = credentials.all()[0];
+  if (!probeCredential) throw new ProxyError('INTERNAL', 'no credentials loaded');
   const engine: Engine =
     config.engineFamily === 'MYSQL'
       ? new MysqlEngine(config, config.targets[0]!, credentials, secureContext, log)
-      : new PgEngine(config, config.targets[0]!, credentials, secureContext, log);
+      : new PgEngine(config, credentials, probeCredential, secureContext, log);
+  engine.start?.();
   const clients = new Set<ClientHandle>();
   let draining = false;
 

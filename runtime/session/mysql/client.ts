@@ -314,6 +314,12 @@ export class MysqlClientSession implements MysqlBackendPeer {
 
   /** Returns true when the client asked for TLS (the caller starts it after this chunk's SSL request). */
   private onHandshakeResponse(payload: Buffer): boolean {
+    // Checked before decoding the rest: clients encode their connection attributes in that character set too.
+    if (payload.length > 32 && isImpermissibleClientCharset(payload[8]!)) {
+      const name = charsetOfCollationId(payload[8]!) ?? String(payload[8]);
+      this.fail(new MysqlCodedError('FEATURE_NOT_SUPPORTED', MysqlError.ER_WRONG_VALUE_FOR_VAR, `Variable 'character_set_client' can't be set to the value of '${name}'`), true);
+      return false;
+    }
     const response = parseHandshakeResponse(payload);
     if (response.kind === 'ssl-request') {
       if (this.transport.isTls || !hasCapability(this.advertised, CapabilityFlag.CLIENT_SSL)) {
@@ -324,11 +330,6 @@ export class MysqlClientSession implements MysqlBackendPeer {
     this.clientCapabilities = response.capabilityFlags & this.advertised;
     if (this.context.requireTls && !this.transport.isTls) {
       this.fail(new MysqlCodedError('TLS_REQUIRED', MysqlError.ER_SECURE_TRANSPORT_REQUIRED, 'This Tidepool proxy requires TLS connections'), true);
-      return false;
-    }
-    if (isImpermissibleClientCharset(response.characterSet)) {
-      const name = charsetOfCollationId(response.characterSet) ?? String(response.characterSet);
-      this.fail(new MysqlCodedError('FEATURE_NOT_SUPPORTED', MysqlError.ER_WRONG_VALUE_FOR_VAR, `Variable 'character_set_client' can't be set to the value of '${name}'`), true);
       return false;
     }
     this.phase = Phase.Authenticating;
