@@ -35,6 +35,8 @@ export interface TidepoolProcess {
   readonly dir: string;
   /** Parsed JSON log lines so far. */
   logs(): Record<string, unknown>[];
+  /** What the proxy wrote to stderr (nothing, unless something went badly wrong). */
+  stderr(): string;
   /** Resolves with the first log line matching `predicate`. */
   waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   /** Sends a signal and resolves with the exit code. */
@@ -120,6 +122,7 @@ export async function startTidepool(options: StartTidepoolOptions): Promise<Tide
     pid: child.pid!,
     dir,
     logs: () => lines,
+    stderr: () => stderr,
     waitForLog,
     exited,
     stop: async (signal: NodeJS.Signals = 'SIGTERM') => {

@@ -64,6 +64,14 @@ export function defaultStsHost(region: string): string {
   return region.startsWith('cn-') ? `sts.${region}.amazonaws.com.cn` : `sts.${region}.amazonaws.com`;
 }
 
+let defaultProvider: AwsCredentialIdentityProvider | undefined;
+
+/** One default chain per process: it caches what it resolved (e.g. task role credentials) until they near expiry. */
+function defaultCredentials(): AwsCredentialIdentityProvider {
+  defaultProvider ??= fromNodeProviderChain();
+  return defaultProvider;
+}
+
 /**
  * Mints an IAM auth token to send as the database password (over TLS), like
  * `@aws-sdk/rds-signer`'s `Signer.getAuthToken()`.
@@ -81,7 +89,7 @@ export async function generateAuthToken(options: GenerateAuthTokenOptions): Prom
   const signer = new SignatureV4({
     service: 'sts',
     region: options.region,
-    credentials: options.credentials ?? fromNodeProviderChain(),
+    credentials: options.credentials ?? defaultCredentials(),
     sha256: Hash.bind(null, 'sha256'),
     uriEscapePath: true,
   });
@@ -98,7 +106,7 @@ export async function generateAuthToken(options: GenerateAuthTokenOptions): Prom
     expiresIn,
     ...(options.signingDate !== undefined ? { signingDate: options.signingDate } : {}),
   });
-  const query = Object.entries(signed.query)
+  const query = Object.entries(signed.query ?? {})
     .flatMap(([key, value]) => (Array.isArray(value) ? value.map((v) => [key, v] as const) : value === null ? [] : [[key, value] as const]))
     .map(([key, value]) => `${uriEscape(key)}=${uriEscape(value)}`)
     .sort()

@@ -315,3 +315,28 @@ export function createSecretsManagerClient(config: AwsClientConfig, extra: Secre
     ...extra,
   });
 }
+
+/**
+ * The Secrets Manager source for a config, started (every secret tried once), or
+ * undefined when no entry uses `secretArn` (then no SDK client is created at all).
+ */
+export async function startSecretsManagerSource(options: {
+  readonly engine: EngineFamily;
+  readonly auth: readonly AuthConfig[];
+  readonly aws?: AwsClientConfig;
+  readonly refreshIntervalSeconds?: number;
+  readonly logger: SecretsLogger;
+  /** A ready client (tests); otherwise one is made from `aws`. */
+  readonly client?: SecretsManagerClient;
+}): Promise<SecretsManagerCredentialSource | undefined> {
+  const entries = secretArnEntries(options.engine, options.auth);
+  if (entries.length === 0) return undefined;
+  const source = new SecretsManagerCredentialSource({
+    client: options.client ?? createSecretsManagerClient(options.aws ?? {}),
+    entries,
+    logger: options.logger,
+    ...(options.refreshIntervalSeconds !== undefined ? { refreshIntervalSeconds: options.refreshIntervalSeconds } : {}),
+  });
+  await source.start();
+  return source;
+}

@@ -119,6 +119,10 @@ export class PgEngine implements Engine {
       onPinned: (session, reason) =>
         log.info({ event: 'pinned', client: session.id, user: session.user, database: session.database, reason }, `pinned: ${reason}`),
       onAuthFailed: (user, reason) => log.warn({ event: 'auth-failed', user, reason }, `authentication failed for user "${user}"`),
+      onFatalError: (session, error) =>
+        log.info({ event: 'client-error', client: session.id, user: session.user, code: error.code, error: error.message }, `client closed: ${error.message}`),
+      onErrorSent: (session, sqlState, message) =>
+        log.debug({ event: 'error-sent', client: session.id, sqlState, error: message }, 'error sent to client'),
       onClosed: () => undefined,
       debugSql: config.debugLogging
         ? (session, sql) => log.debug({ event: 'sql', client: session.id, sql: sql.length > 1000 ? `${sql.slice(0, 1000)}…` : sql })
@@ -225,6 +229,8 @@ export class PgEngine implements Engine {
     const writer = await this.targets.waitForWriter();
     const backend = new PgBackend(key, writer, { user: credential.username, password: credential.password, database: key.database });
     backend.initQuery = this.config.connectionPoolConfig.initQuery;
+    // A connection the server dropped may mean the writer is gone: re-check now, not at the next tick.
+    backend.onLost = (lost) => this.targets.suspect(lost.target);
     const timer = setTimeout(() => backend.close('timed out connecting to the database'), SERVER_CONNECT_TIMEOUT_MS);
     try {
       await backend.start();

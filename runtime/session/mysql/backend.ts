@@ -74,8 +74,11 @@ const BACKEND_CAPABILITIES =
 
 /** utf8mb4_general_ci: the login collation; clients' own character sets are applied per borrow. */
 const LOGIN_COLLATION = 45;
-/** Server statements kept per connection before the oldest are closed. */
-const MAX_PREPARED_PER_CONNECTION = 1000;
+/**
+ * Server statements kept per connection before the oldest are closed; keeps a full pool
+ * well under the server's max_prepared_stmt_count (16382 by default).
+ */
+const MAX_PREPARED_PER_CONNECTION = 256;
 
 /** Where a lent connection's responses go. */
 export interface MysqlBackendPeer {
@@ -117,9 +120,11 @@ export interface ServerHandshakeInfo {
   characterSet: number;
 }
 
-interface PreparedOnServer {
-  serverId: number;
-  parameterCount: number;
+export interface PreparedOnServer {
+  readonly serverId: number;
+  readonly parameterCount: number;
+  /** Parameter types the server statement was last executed with (servers keep them for executes that send none). */
+  boundTypes: Buffer | null;
 }
 
 let nextBackendId = 1;
@@ -248,6 +253,9 @@ export class MysqlBackend implements ServerConnection {
     await this.ownQuery(TRACKING_SETUP_SQL);
     if (this.initQuery !== '') await this.ownQuery(this.initQuery);
     this.readBaseline(await this.ownQuery(BASELINE_SQL));
+    // What COM_RESET_CONNECTION does to the current database differs between servers: ask.
+    const schema = (await this.ownQuery('SELECT DATABASE()'))[0]?.[0] ?? null;
+    this.schema = schema === '' ? null : schema;
   }
 
   private readBaseline(rows: (string | null)[][]): void {
@@ -277,16 +285,23 @@ export class MysqlBackend implements ServerConnection {
 
   /** Remembers a server statement; closes the oldest past the per-connection limit. */
   rememberPrepared(key: string, serverId: number, parameterCount: number): void {
-    this.prepared.set(key, { serverId, parameterCount });
+    const replaced = this.prepared.get(key);
+    if (replaced !== undefined && replaced.serverId !== serverId) this.closeServerStatement(replaced.serverId);
+    this.prepared.delete(key); // re-insert: the map's order is least recently prepared first
+    this.prepared.set(key, { serverId, parameterCount, boundTypes: null });
     if (this.prepared.size <= MAX_PREPARED_PER_CONNECTION) return;
     const oldest = this.prepared.keys().next().value;
     if (oldest === undefined) return;
     const entry = this.prepared.get(oldest)!;
     this.prepared.delete(oldest);
+    this.closeServerStatement(entry.serverId);
+  }
+
+  private closeServerStatement(serverId: number): void {
     const close = Buffer.alloc(5);
     close[0] = Command.COM_STMT_CLOSE;
-    close.writeUInt32LE(entry.serverId, 1);
-    this.socket.write(encodePacket(close, 0)); // no response
+    close.writeUInt32LE(serverId, 1);
+    this.socket.write(encodePacket(close, 0)); // COM_STMT_CLOSE has no response
   }
 
   reset(done: (reusable: boolean) => void): void {
@@ -298,6 +313,12 @@ export class MysqlBackend implements ServerConnection {
     this.peer = null;
     let failed = false;
     this.sendOwnCommand(Buffer.from([Command.COM_RESET_CONNECTION]), {
+      done: (tracker) => {
+        if (tracker.error) failed = true;
+      },
+    });
+    // COM_RESET_CONNECTION leaves the multi-statements option as a client last set it.
+    this.sendOwnCommand(Buffer.from([Command.COM_SET_OPTION, 0, 0]), {
       done: (tracker) => {
         if (tracker.error) failed = true;
       },
@@ -323,6 +344,10 @@ export class MysqlBackend implements ServerConnection {
     }
     const pending = this.exchanges.splice(0);
     const forwardedInFlight = pending.filter((exchange) => exchange.forward).length;
+    // The client learns first, so that callbacks of the proxy's own commands below find it detached.
+    const peer = this.peer;
+    this.peer = null;
+    peer?.onBackendLost(reason, forwardedInFlight);
     for (const exchange of pending) {
       if (!exchange.forward && exchange.done) {
         this.tracker = new MysqlResponseTracker(BACKEND_CAPABILITIES);
@@ -330,9 +355,6 @@ export class MysqlBackend implements ServerConnection {
         exchange.done(this.tracker, exchange);
       }
     }
-    const peer = this.peer;
-    this.peer = null;
-    peer?.onBackendLost(reason, forwardedInFlight);
     const onClosed = this.onClosed;
     this.onClosed = null;
     onClosed?.(this, reason);

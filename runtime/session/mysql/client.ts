@@ -49,10 +49,10 @@ import {
   readStatementId,
   writeStatementId,
 } from '../../protocol/mysql/packets';
-import { MysqlPinReason, classifyMysqlSql, describePinReason } from '../../protocol/mysql/pinning';
+import { MysqlPinReason, classifyMysqlSql } from '../../protocol/mysql/pinning';
 import type { ClientTransport as PgClientTransport } from '../pg/client';
 import { BorrowRequest, ConnectionBroker, Credential, CredentialSource, PoolKey, ReleaseMode } from '../types';
-import { Exchange, MysqlBackend, MysqlBackendPeer, TRACKED_VARIABLES } from './backend';
+import { Exchange, MysqlBackend, MysqlBackendPeer, PreparedOnServer, TRACKED_VARIABLES } from './backend';
 import { ClientStatement, PrepareMetadataCache, statementServerKey } from './statements';
 
 /** The socket side of a client (as for PostgreSQL), with TLS started on bytes the client may already have sent. */
@@ -243,20 +243,27 @@ export class MysqlClientSession implements MysqlBackendPeer {
   onData(chunk: Buffer): void {
     if (this.phase === Phase.Closed) return;
     this.lastActivity = Date.now();
+    let framingError: unknown = null;
     try {
       this.framer.push(chunk, this.onPacket);
-      if (this.tlsStartsAt !== null) {
-        const { source, offset } = this.tlsStartsAt;
-        this.tlsStartsAt = null;
-        this.framer = new MysqlPacketFramer({ maxPayloadLength: Math.min(MAX_PACKET_PAYLOAD_LENGTH, this.context.maxMessageBytes) });
-        this.transport.startTls(source === chunk ? Buffer.from(chunk.subarray(offset)) : Buffer.alloc(0));
-        return;
-      }
     } catch (error) {
-      if (error instanceof MysqlProtocolError && error.code === 'too-large') {
+      framingError = error;
+    }
+    if (this.tlsStartsAt !== null) {
+      // What follows the SSL request is the client's TLS handshake, not MySQL packets (the framer may have choked on it).
+      const { source, offset } = this.tlsStartsAt;
+      this.tlsStartsAt = null;
+      this.framer = new MysqlPacketFramer({ maxPayloadLength: Math.min(MAX_PACKET_PAYLOAD_LENGTH, this.context.maxMessageBytes) });
+      this.transport.startTls(source === chunk ? Buffer.from(chunk.subarray(offset)) : Buffer.alloc(0));
+      return;
+    }
+    if (framingError !== null) {
+      // A command starts a new exchange (sequence id 0), so its answer is packet 1.
+      if (this.phase === Phase.Ready && this.auth === null) this.responseSequence = 1;
+      if (framingError instanceof MysqlProtocolError && framingError.code === 'too-large') {
         this.fail(new ProxyError('MESSAGE_TOO_LARGE', `Got a packet bigger than the proxy's limit of ${this.context.maxMessageBytes} bytes`), true);
       } else {
-        this.fail(asProtocolError(error), true);
+        this.fail(asProtocolError(framingError), true);
       }
       return;
     }
@@ -532,7 +539,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
       case Command.COM_RESET_CONNECTION:
         if (backendBusy) return false;
         this.releaseBackend(this.canReleaseClean() ? ReleaseMode.Clean : ReleaseMode.NeedsReset);
-        this.resetSessionState(this.handshakeCollation());
+        this.resetSessionState(this.loginCollation);
         this.writeToClient(this.okPayload());
         return true;
       case Command.COM_CHANGE_USER: {
@@ -542,7 +549,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
           this.sendError(new MysqlCodedError('FEATURE_NOT_SUPPORTED', MysqlError.ER_WRONG_VALUE_FOR_VAR, `Variable 'character_set_client' can't be set to the value of '${charsetOfCollationId(request.characterSet)}'`));
           return true;
         }
-        this.beginAuth({ ...request, characterSet: request.characterSet ?? this.handshakeCollation() }, true);
+        this.beginAuth({ ...request, characterSet: request.characterSet ?? this.loginCollation }, true);
         return true;
       }
       case Command.COM_STMT_CLOSE:
@@ -630,7 +637,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
       if (this.backend !== null && this.backend.inFlight > 0) return false;
       const statementId = this.nextStatementId++;
       const header = parsePrepareOk(cached[0]!);
-      this.statements.set(statementId, { serverKey, sql, parameterCount: header.parameterCount, columnCount: header.columnCount, parameterTypes: null });
+      this.statements.set(statementId, { serverKey, schema: this.schema, sql, parameterCount: header.parameterCount, columnCount: header.columnCount, parameterTypes: null });
       const first = Buffer.from(cached[0]!);
       writeStatementId(first, statementId);
       this.transport.cork();
@@ -662,7 +669,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
         const header = tracker.prepareOk;
         if (tracker.error || !header || serverId < 0) return;
         backend.rememberPrepared(serverKey, serverId, header.parameterCount);
-        this.statements.set(statementId, { serverKey, sql, parameterCount: header.parameterCount, columnCount: header.columnCount, parameterTypes: null });
+        this.statements.set(statementId, { serverKey, schema: this.schema, sql, parameterCount: header.parameterCount, columnCount: header.columnCount, parameterTypes: null });
         this.context.metadataCache.set(this.user, serverKey, captured);
       },
     });
@@ -691,7 +698,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
       this.toServer(packet.wire);
       return true;
     }
-    const wire = this.withParameterTypes(statement, payload, packet);
+    const wire = this.withParameterTypes(statement, onServer, payload, packet);
     const exchange = this.simpleExchange(Command.COM_STMT_EXECUTE);
     exchange.payload = wire.subarray(4);
     const inner = exchange.done!;
@@ -708,27 +715,41 @@ export class MysqlClientSession implements MysqlBackendPeer {
    * and a server keeps the parameter types of the last execute that sent them: so every
    * execute carries this client's types, inserted when the client relied on earlier ones.
    */
-  private withParameterTypes(statement: ClientStatement, payload: Buffer, packet: PendingPacket): Buffer {
+  private withParameterTypes(statement: ClientStatement, onServer: PreparedOnServer, payload: Buffer, packet: PendingPacket): Buffer {
     const count = statement.parameterCount;
     if (count === 0 || payload.length >= MAX_PACKET_PAYLOAD_LENGTH) return packet.wire;
     const flagOffset = 10 + ((count + 7) >> 3);
     if (payload.length <= flagOffset) return packet.wire;
     if (payload[flagOffset] === 1) {
-      statement.parameterTypes = Buffer.from(payload.subarray(flagOffset + 1, flagOffset + 1 + 2 * count));
+      const types = payload.subarray(flagOffset + 1, flagOffset + 1 + 2 * count);
+      if (statement.parameterTypes === null || !statement.parameterTypes.equals(types)) statement.parameterTypes = Buffer.from(types);
+      onServer.boundTypes = statement.parameterTypes;
       return packet.wire;
     }
-    if (statement.parameterTypes === null) return packet.wire;
-    const rewritten = Buffer.concat([payload.subarray(0, flagOffset), Buffer.from([1]), statement.parameterTypes, payload.subarray(flagOffset + 1)]);
+    const types = statement.parameterTypes;
+    // The server statement still has this client's types from an earlier execute: nothing to add.
+    if (types === null || onServer.boundTypes === types || (onServer.boundTypes !== null && onServer.boundTypes.equals(types))) return packet.wire;
+    onServer.boundTypes = types;
+    const rewritten = Buffer.concat([payload.subarray(0, flagOffset), Buffer.from([1]), types, payload.subarray(flagOffset + 1)]);
     return encodePacket(rewritten, packet.sequenceId);
   }
 
   private prepareOnServer(backend: MysqlBackend, statement: ClientStatement, errorContext: string | null): void {
     this.waiting = true;
     const payload = Buffer.concat([Buffer.from([Command.COM_STMT_PREPARE]), Buffer.from(statement.sql, 'utf8')]);
+    // Prepared where the client prepared it, so unqualified names mean the same thing; then back.
+    const switchSchema = statement.schema !== null && statement.schema !== backend.schema ? statement.schema : null;
+    const initDb = (schema: string) => Buffer.concat([Buffer.from([Command.COM_INIT_DB]), Buffer.from(schema, 'utf8')]);
+    const onSchemaError = (tracker: MysqlResponseTracker) => {
+      if (tracker.error) backend.stateUnknown = true;
+    };
+    const returnTo = backend.schema;
+    if (switchSchema !== null) backend.sendOwnCommand(initDb(switchSchema), { done: onSchemaError });
     backend.sendOwnCommand(payload, {
       done: (tracker) => {
+        // The connection was lost meanwhile: onBackendLost already took over the client.
+        if (this.phase === Phase.Closed || this.backend !== backend) return;
         this.waiting = false;
-        if (this.phase === Phase.Closed) return;
         if (tracker.error || !tracker.prepareOk) {
           // The statement no longer prepares (e.g. a table was dropped): the client's command fails with the server's error.
           this.pending.shift();
@@ -736,12 +757,15 @@ export class MysqlClientSession implements MysqlBackendPeer {
             const error = tracker.error ?? { code: 1105, sqlState: 'HY000', message: 'Unknown error' };
             this.writeToClient(encodeErrPacket({ code: error.code, sqlState: error.sqlState, message: error.message }));
           }
-        } else if (this.backend === backend) {
+        } else {
           backend.rememberPrepared(statement.serverKey, tracker.prepareOk.statementId, tracker.prepareOk.parameterCount);
         }
         this.pump();
       },
     });
+    if (switchSchema !== null && returnTo !== null) {
+      backend.sendOwnCommand(initDb(returnTo), { done: onSchemaError });
+    }
   }
 
   private resetOrFetch(command: number, payload: Buffer, packet: PendingPacket): boolean {
@@ -893,6 +917,12 @@ export class MysqlClientSession implements MysqlBackendPeer {
           this.onBorrowFailed(error ?? new ProxyError('INTERNAL', 'no connection'));
           return;
         }
+        if (this.schema === null && backend.schema !== null) {
+          // A connection cannot go back to having no database: this client needs a fresh one.
+          this.context.broker.release(backend, ReleaseMode.Discard);
+          this.borrow();
+          return;
+        }
         this.backend = backend;
         backend.peer = this;
         this.syncState(backend);
@@ -1033,8 +1063,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
   }
 
   private releaseModeFor(backend: MysqlBackend): ReleaseMode {
-    // A connection can leave a database but never return to having none.
-    if (backend.stateUnknown || (this.key.database === '' && backend.schema !== null)) return ReleaseMode.Discard;
+    if (backend.stateUnknown) return ReleaseMode.Discard;
     if (this.resetOnRelease) {
       this.resetOnRelease = false;
       return ReleaseMode.NeedsReset;
@@ -1146,10 +1175,6 @@ export class MysqlClientSession implements MysqlBackendPeer {
     return encodeOkPacket({ statusFlags: this.statusFlags() }, this.clientCapabilities);
   }
 
-  private handshakeCollation(): number {
-    return this.loginCollation;
-  }
-
   private sendError(error: ProxyError): void {
     if (this.phase === Phase.Closed) return;
     this.writeToClient(mysqlErrPayload(error, { duringLogin: this.phase !== Phase.Ready }));
@@ -1195,8 +1220,4 @@ function serverCharsetName(name: string): string {
 function sqlValue(name: string, value: string): string {
   if (name === 'character_set_results' && (value === '' || value.toUpperCase() === 'NULL')) return 'NULL';
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
-}
-
-export function describeMysqlPin(reason: MysqlPinReason): string {
-  return describePinReason(reason);
 }

@@ -9,6 +9,8 @@
 export interface ClientStatement {
   /** Key of the server-side statement on any connection: schema at prepare time + SQL. */
   readonly serverKey: string;
+  /** The schema when the client prepared it: unqualified names resolve there on every connection. */
+  readonly schema: string | null;
   readonly sql: string;
   readonly parameterCount: number;
   readonly columnCount: number;

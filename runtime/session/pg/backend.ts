@@ -54,8 +54,8 @@ export interface BackendPeer {
   onClientReadyForQuery(status: TransactionStatus): void;
   /** The end of one received chunk: the moment to decide about releasing the connection. */
   afterServerChunk(): void;
-  /** The connection died while lent. */
-  onBackendLost(reason: string): void;
+  /** The connection died while lent; `serverError` is the FATAL error the server gave, if any. */
+  onBackendLost(reason: string, serverError: DecodedErrorFields | null): void;
   /** The server socket's write buffer emptied. */
   onServerDrain(): void;
   /** Whether bytes forwarded earlier still wait in the client's socket (and so still refer to the read buffer). */
@@ -139,8 +139,17 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     });
     const socket = this.socket;
     socket.on('drain', () => this.peer?.onServerDrain());
-    socket.on('error', (error) => this.close(`server socket error: ${error.message}`));
-    socket.on('close', () => this.close('server closed the connection'));
+    socket.on('error', (error) => this.lost(`server socket error: ${error.message}`));
+    socket.on('close', () => this.lost('server closed the connection'));
+  }
+
+  /** Set by the engine: the server side ended this connection (not the proxy). */
+  onLost: ((backend: PgBackend) => void) | null = null;
+
+  private lost(reason: string): void {
+    if (this.isClosed) return;
+    this.onLost?.(this);
+    this.close(reason);
   }
 
   private nextReadBuffer(): Buffer {
@@ -287,7 +296,7 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     for (const pending of this.swallowed.splice(0)) pending.done({ message: reason, sqlState: '08006' }, []);
     const peer = this.peer;
     this.peer = null;
-    peer?.onBackendLost(reason);
+    peer?.onBackendLost(reason, this.fatalError);
     const onClosed = this.onClosed;
     this.onClosed = null;
     onClosed?.(this, reason);
@@ -300,7 +309,9 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     if (front === Token.SyncSwallow) return Disposition.Swallow;
     if (type === CHAR_PARSE_COMPLETE && front === Token.ParseSwallow) return Disposition.Swallow;
     if (type === CHAR_CLOSE_COMPLETE && front === Token.CloseSwallow) return Disposition.Swallow;
-    if (this.peer === null) return Disposition.Swallow;
+    // ErrorResponses are held until their body is read: a FATAL one means the server is
+    // closing, and the client must hear about that once, from the proxy (see onErrorResponse).
+    if (this.peer === null || type === CHAR_E) return Disposition.Swallow;
     return Disposition.Forward;
   }
 
@@ -379,9 +390,27 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
       if (front && front.error === null) front.error = decodeErrorFields(body);
       return;
     }
+    const fields = decodeErrorFields(body);
+    if (fields.severity === 'FATAL' || fields.severity === 'PANIC') {
+      // The server ends this connection (e.g. pg_terminate_backend, shutdown). The client's
+      // session goes on through the proxy; it gets one error per unanswered request when the
+      // connection closes, carrying the server's reason.
+      this.fatalError = fields;
+      return;
+    }
     // After an error the server skips to the next Sync: pending Parses and Closes will not be answered.
     while (this.tokens.length > 0 && this.tokens[0]! >= Token.ParseForward) this.dropFrontToken();
+    if (this.peer !== null) {
+      const message = Buffer.allocUnsafe(5 + body.length);
+      message[0] = CHAR_E;
+      message.writeInt32BE(4 + body.length, 1);
+      body.copy(message, 5);
+      this.peer.fromServer(message, 0, message.length);
+    }
   }
+
+  /** The FATAL error the server sent before closing, if any. */
+  fatalError: DecodedErrorFields | null = null;
 
   private dropFrontToken(): void {
     this.tokens.shift();

@@ -32,6 +32,7 @@ import { PIN_REASONS, classifySql } from '../../protocol/pg/pinning';
 import { decodeStartupPacket, parseOptionsParameter } from '../../protocol/pg/startup';
 import { BorrowRequest, ConnectionBroker, Credential, CredentialSource, PoolKey, ReleaseMode } from '../types';
 import type { BackendPeer, PgBackend } from './backend';
+import type { DecodedErrorFields } from '../../protocol/pg/messages';
 import { StatementRegistry } from './statements';
 
 /** The socket side of a client, provided by the server layer. */
@@ -56,6 +57,10 @@ export interface ClientTransport {
 export interface PgSessionEvents {
   onPinned(session: PgClientSession, reason: string): void;
   onAuthFailed(user: string, reason: string): void;
+  /** An ErrorResponse of the proxy's own went to the client (debug logging). */
+  onErrorSent?(session: PgClientSession, sqlState: string, message: string): void;
+  /** The session ends because of an error it reported to the client. */
+  onFatalError(session: PgClientSession, error: ProxyError): void;
   onClosed(session: PgClientSession): void;
   debugSql?(session: PgClientSession, sql: string): void;
 }
@@ -191,6 +196,8 @@ export class PgClientSession implements BackendPeer {
   private readonly statements = new Map<string, ClientStatement>();
   /** Copy of the last unnamed Parse, re-sent when a later Bind lands on another server connection. */
   private unnamedParse: Buffer | null = null;
+  /** The last simple Query sent was COMMIT/END: if the connection dies now, the outcome is unknown. */
+  private commitInFlight = false;
   /** An error owed to the client's next request (its server connection died under it). */
   private owedError: ProxyError | null = null;
 
@@ -514,6 +521,7 @@ export class PgClientSession implements BackendPeer {
         const sql = data.toString('utf8', start + 5, end - 1);
         this.inspectSql(sql, backend);
         this.context.events.debugSql?.(this, sql);
+        this.commitInFlight = COMMIT_STATEMENT.test(sql);
         // A simple Query replaces the unnamed statement.
         backend.unnamedStatementOwner = null;
         backend.expectSync();
@@ -926,7 +934,8 @@ export class PgClientSession implements BackendPeer {
     this.maybeRelease();
   }
 
-  onBackendLost(reason: string): void {
+  onBackendLost(closeReason: string, serverError: DecodedErrorFields | null): void {
+    const reason = serverError?.message ?? closeReason;
     this.backend = null;
     this.serverReadingPaused = false;
     this.onServerDrain();
@@ -943,11 +952,16 @@ export class PgClientSession implements BackendPeer {
       : inTransaction
         ? `server connection lost (${reason}); the transaction was rolled back`
         : `server connection lost (${reason})`;
-    const error = new ProxyError('SERVER_CONNECTION_LOST', message);
+    const error = new ProxyError('SERVER_CONNECTION_LOST', message, serverError?.sqlState ? { sqlState: serverError.sqlState } : undefined);
     if (inFlight > 0) {
       this.transport.cork();
       for (let i = 0; i < inFlight; i++) {
-        this.sendError(error, false);
+        // A COMMIT may or may not have happened: say so (08007), never report success or plain failure.
+        const reported =
+          i === inFlight - 1 && this.commitInFlight
+            ? new ProxyError('SERVER_CONNECTION_LOST', `transaction resolution unknown: the server connection was lost during COMMIT (${reason})`, { sqlState: '08007' })
+            : error;
+        this.sendError(reported, false);
         this.transport.write(readyForQuery('I'));
       }
       this.transport.uncork();
@@ -970,6 +984,7 @@ export class PgClientSession implements BackendPeer {
   private sendError(error: ProxyError, fatal: boolean): void {
     const fields = pgErrorFields(error, { duringStartup: this.phase !== Phase.Ready });
     if (fatal) fields.severity = 'FATAL';
+    this.context.events.onErrorSent?.(this, fields.sqlState, fields.message);
     this.transport.write(errorResponse(fields));
   }
 
@@ -981,6 +996,7 @@ export class PgClientSession implements BackendPeer {
       this.transport.write(readyForQuery(this.lastStatus));
       return;
     }
+    this.context.events.onFatalError(this, error);
     this.transport.end();
     this.shutdown();
   }
@@ -1017,6 +1033,8 @@ export class PgClientSession implements BackendPeer {
 
 /** Pins whose state a reset (ROLLBACK, DISCARD ALL) cannot remove. */
 const UNRESETTABLE_PIN_REASONS = new Set<string>([PIN_REASONS.load]);
+
+const COMMIT_STATEMENT = /^\s*(commit|end)\b(?!\s+prepared)/i;
 
 const THROWAWAY_STATEMENT = 'tidepool_throwaway';
 /** Parse body of an empty query with no parameter types. */

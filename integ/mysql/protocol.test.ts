@@ -1,0 +1,312 @@
+/**
+ * The MySQL front door end to end, with real mysql2 clients and the mariadb CLI against a
+ * real MariaDB: both auth plugins, TLS, requireTls, error codes of the troubleshooting
+ * table, COM_CHANGE_USER / COM_RESET_CONNECTION, and bad input.
+ */
+import type { MariadbServer } from '../harness/mariadb';
+import { TidepoolProcess, startTidepool } from '../harness/tidepool';
+import {
+  APP_DB,
+  APP_PASSWORD,
+  APP_USER,
+  connectError,
+  connectThroughProxy,
+  mariadbThroughProxy,
+  queryValue,
+  rawConnection,
+  serverConnectionCount,
+  startServerWithAppUser,
+} from './support';
+
+const SHA2_USER = 'sha2user';
+const SHA2_PASSWORD = 'sha2-password';
+
+let server: MariadbServer;
+let proxy: TidepoolProcess;
+
+beforeAll(async () => {
+  server = await startServerWithAppUser({ maxConnections: 20 });
+  await server.createUser(SHA2_USER, SHA2_PASSWORD, { superuser: true });
+  proxy = await startTidepool({
+    engineFamily: 'MYSQL',
+    targets: [{ host: server.host, port: server.port }],
+    users: [
+      { name: APP_USER, password: APP_PASSWORD, clientPasswordAuthType: 'MYSQL_NATIVE_PASSWORD' },
+      { name: SHA2_USER, password: SHA2_PASSWORD, clientPasswordAuthType: 'MYSQL_CACHING_SHA2_PASSWORD' },
+    ],
+    // 10% of max_connections 20: a pool of 2 server connections.
+    config: { connectionPoolConfig: { maxConnectionsPercent: 10, connectionBorrowTimeout: 2 }, limits: { maxMessageBytes: 65536 } },
+  });
+});
+
+afterAll(async () => {
+  await proxy?.stop();
+  await server?.stop();
+});
+
+describe('authentication', () => {
+  test('mysql_native_password with mysql2; the server version is the target’s', async () => {
+    const connection = await connectThroughProxy(proxy);
+    expect(await queryValue(connection, 'SELECT CURRENT_USER()')).toBe(`${APP_USER}@%`);
+    expect(String(await queryValue(connection, 'SELECT VERSION()'))).toMatch(/MariaDB/);
+    await connection.end();
+  });
+
+  test('mysql_native_password with the mariadb CLI', async () => {
+    const out = await mariadbThroughProxy(proxy, 'SELECT CURRENT_USER(), DATABASE()');
+    expect(out.stderr).toBe('');
+    expect(out.stdout.trim()).toBe(`${APP_USER}@%\t${APP_DB}`);
+  });
+
+  test('caching_sha2_password: full authentication with the RSA key on plaintext, then the fast path', async () => {
+    const first = await connectThroughProxy(proxy, { user: SHA2_USER, password: SHA2_PASSWORD });
+    expect(await queryValue(first, 'SELECT CURRENT_USER()')).toBe(`${SHA2_USER}@%`);
+    await first.end();
+    const second = await connectThroughProxy(proxy, { user: SHA2_USER, password: SHA2_PASSWORD });
+    expect(await queryValue(second, 'SELECT 1 + 1')).toBe(2);
+    await second.end();
+    // A wrong password fails on the fast path too (the cache holds the right one now).
+    const wrong = await connectError(proxy, { user: SHA2_USER, password: 'not-it' });
+    expect(wrong).toMatchObject({ errno: 1045, sqlState: '28000', message: `Access denied for user '${SHA2_USER}'@'%' (using password: YES)` });
+  });
+
+  test('caching_sha2_password full authentication over TLS (clear password inside TLS)', async () => {
+    const wrongOverTls = await connectError(proxy, { user: SHA2_USER, password: 'nope', ssl: { rejectUnauthorized: false } });
+    expect(wrongOverTls?.errno).toBe(1045);
+    // A fresh proxy has an empty cache: the first login takes the full path.
+    const fresh = await startTidepool({
+      engineFamily: 'MYSQL',
+      targets: [{ host: server.host, port: server.port }],
+      users: [{ name: SHA2_USER, password: SHA2_PASSWORD, clientPasswordAuthType: 'MYSQL_CACHING_SHA2_PASSWORD' }],
+    });
+    try {
+      const connection = await connectThroughProxy(fresh, { user: SHA2_USER, password: SHA2_PASSWORD, ssl: { rejectUnauthorized: false } });
+      expect(await queryValue(connection, 'SELECT CURRENT_USER()')).toBe(`${SHA2_USER}@%`);
+      await connection.end();
+    } finally {
+      await fresh.stop();
+    }
+  });
+
+  test('wrong password and unknown user get the same 1045 error', async () => {
+    const wrong = await connectError(proxy, { password: 'not-it' });
+    const unknown = await connectError(proxy, { user: 'nobody', password: 'whatever' });
+    expect(wrong).toMatchObject({ errno: 1045, sqlState: '28000', message: `Access denied for user '${APP_USER}'@'%' (using password: YES)` });
+    expect(unknown).toMatchObject({ errno: 1045, sqlState: '28000', message: "Access denied for user 'nobody'@'%' (using password: YES)" });
+    const empty = await connectError(proxy, { password: '' });
+    expect(empty).toMatchObject({ errno: 1045, message: `Access denied for user '${APP_USER}'@'%' (using password: NO)` });
+  });
+
+  test('the mariadb CLI sees the same 1045 text', async () => {
+    const out = await mariadbThroughProxy(proxy, 'SELECT 1', [], 'nobody', 'x');
+    expect(out.code).not.toBe(0);
+    expect(out.stderr).toContain("ERROR 1045 (28000): Access denied for user 'nobody'@'%' (using password: YES)");
+  });
+
+  test('an unknown database is refused at login with the server’s own error', async () => {
+    const error = await connectError(proxy, { database: 'no_such_db' });
+    expect(error?.errno).toBe(1049);
+  });
+});
+
+describe('TLS', () => {
+  test('mysql2 upgrades with CLIENT_SSL (self-signed certificate)', async () => {
+    const connection = await connectThroughProxy(proxy, { ssl: { rejectUnauthorized: false } });
+    expect(await queryValue(connection, 'SELECT 41 + 1')).toBe(42);
+    await connection.end();
+  });
+
+  test('mariadb --ssl connects and reports a cipher', async () => {
+    const out = await mariadbThroughProxy(proxy, 'status', ['--ssl']);
+    expect(out.stderr).toBe('');
+    expect(out.stdout).toMatch(/SSL:\s+Cipher in use is \S+/);
+  });
+
+  test('requireTls refuses plaintext clients with a clear error and accepts TLS ones', async () => {
+    const strict = await startTidepool({
+      engineFamily: 'MYSQL',
+      targets: [{ host: server.host, port: server.port }],
+      users: [{ name: APP_USER, password: APP_PASSWORD }],
+      config: { requireTls: true },
+    });
+    try {
+      const plain = await connectError(strict);
+      expect(plain).toMatchObject({ errno: 3159, message: 'This Tidepool proxy requires TLS connections' });
+      const secure = await connectThroughProxy(strict, { ssl: { rejectUnauthorized: false } });
+      expect(await queryValue(secure, 'SELECT 1')).toBe(1);
+      await secure.end();
+    } finally {
+      await strict.stop();
+    }
+  });
+});
+
+describe('errors of the troubleshooting table', () => {
+  test('a ucs2 character_set_client is refused with 1231', async () => {
+    const error = await connectError(proxy, { charset: 'UCS2_GENERAL_CI' });
+    // mysql2 decodes the message in the character set it asked for, so only the code is comparable here.
+    expect(error).toMatchObject({ errno: 1231, sqlState: '42000' });
+  });
+
+  test('borrow timeout: 9501 when both pooled connections stay in transactions', async () => {
+    const holders = await Promise.all([connectThroughProxy(proxy), connectThroughProxy(proxy)]);
+    const waiter = await connectThroughProxy(proxy);
+    try {
+      for (const holder of holders) {
+        await holder.query('BEGIN');
+        await holder.query('SELECT 1');
+      }
+      const error = await waiter.query('SELECT 1').then(
+        () => null,
+        (e: Error & { errno?: number }) => e,
+      );
+      expect(error).toMatchObject({ errno: 9501, message: 'Timed-out waiting to acquire database connection' });
+      // The session survives the timeout.
+      for (const holder of holders) await holder.query('COMMIT');
+      expect(await queryValue(waiter, 'SELECT 7')).toBe(7);
+    } finally {
+      await Promise.all([...holders, waiter].map((c) => c.end()));
+    }
+  });
+});
+
+describe('session commands', () => {
+  test('COM_CHANGE_USER switches users and resets the session', async () => {
+    const connection = await connectThroughProxy(proxy);
+    await connection.query("SET time_zone = '+04:00'");
+    await connection.changeUser({ user: SHA2_USER, password: SHA2_PASSWORD, database: 'otherdb' });
+    expect(await queryValue(connection, 'SELECT CURRENT_USER()')).toBe(`${SHA2_USER}@%`);
+    expect(await queryValue(connection, 'SELECT DATABASE()')).toBe('otherdb');
+    expect(await queryValue(connection, 'SELECT @@time_zone')).toBe('SYSTEM');
+    const failed = await connection.changeUser({ user: APP_USER, password: 'wrong' }).then(
+      () => null,
+      (e: Error & { errno?: number }) => e,
+    );
+    expect(failed?.errno).toBe(1045);
+    connection.destroy();
+  });
+
+  test('COM_RESET_CONNECTION restores the login state and ends the pin', async () => {
+    const connection = await connectThroughProxy(proxy);
+    await connection.query('USE otherdb');
+    await connection.query("SET time_zone = '+02:00'");
+    await connection.query('SET @kept = 5');
+    await connection.reset();
+    expect(await queryValue(connection, 'SELECT DATABASE()')).toBe(APP_DB);
+    expect(await queryValue(connection, 'SELECT @@time_zone')).toBe('SYSTEM');
+    expect(await queryValue(connection, 'SELECT @kept')).toBeNull();
+    await connection.end();
+  });
+
+  test('COM_PING and COM_INIT_DB', async () => {
+    const connection = await connectThroughProxy(proxy);
+    await connection.ping();
+    await connection.changeUser({ database: 'otherdb' });
+    expect(await queryValue(connection, 'SELECT DATABASE()')).toBe('otherdb');
+    await connection.end();
+  });
+});
+
+describe('bad input', () => {
+  test('a malformed handshake response gets an ERR and only that client is closed', async () => {
+    const raw = await rawConnection(proxy);
+    // A 3-byte "handshake response": far too short to be one.
+    raw.socket.write(Buffer.from([3, 0, 0, 1, 1, 2, 3]));
+    await raw.closed;
+    const received = raw.received();
+    const errAt = received.indexOf(0xff, received.readUIntLE(0, 3) + 4);
+    expect(errAt).toBeGreaterThan(0);
+    const code = received.readUInt16LE(errAt + 1);
+    expect(code).toBe(1043);
+    const connection = await connectThroughProxy(proxy);
+    expect(await queryValue(connection, 'SELECT 1')).toBe(1);
+    await connection.end();
+  });
+
+  test('an oversized command gets 1153 and closes that client; its server connection is not leaked', async () => {
+    const victim = await connectThroughProxy(proxy);
+    victim.on('error', () => undefined);
+    const error = await victim.query(`SELECT '${'x'.repeat(100_000)}'`).then(
+      () => null,
+      (e: Error & { errno?: number }) => e,
+    );
+    expect(error?.errno).toBe(1153);
+    const others = await Promise.all([connectThroughProxy(proxy), connectThroughProxy(proxy)]);
+    expect(await Promise.all(others.map((c) => queryValue(c, 'SELECT 2')))).toEqual([2, 2]);
+    await Promise.all(others.map((c) => c.end()));
+    expect(await serverConnectionCount(server)).toBeLessThanOrEqual(2);
+  });
+
+  test('a client that vanishes mid-query does not leak its server connection', async () => {
+    const vanishing = await connectThroughProxy(proxy);
+    vanishing.on('error', () => undefined);
+    void vanishing.query('SELECT SLEEP(2)').catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    vanishing.destroy();
+    // Both pooled connections are usable by others (the busy one was closed and replaced).
+    const others = await Promise.all([connectThroughProxy(proxy), connectThroughProxy(proxy)]);
+    await others[0]!.query('BEGIN');
+    await others[0]!.query('SELECT 1');
+    expect(await queryValue(others[1]!, 'SELECT 6')).toBe(6);
+    await others[0]!.query('COMMIT');
+    await Promise.all(others.map((c) => c.end()));
+    // The server notices the closed connection only when its SLEEP ends; then at most the pool's two remain.
+    let count = await serverConnectionCount(server);
+    for (let i = 0; i < 100 && count > 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      count = await serverConnectionCount(server);
+    }
+    expect(count).toBeLessThanOrEqual(2);
+  });
+
+  test('an unknown command is answered with an ERR and the session goes on', async () => {
+    const connection = await connectThroughProxy(proxy);
+    const error = await connection.query('KILL QUERY 999999').then(
+      () => null,
+      (e: Error & { errno?: number }) => e,
+    );
+    expect(error?.errno).toBe(1094); // the server's own "Unknown thread id"
+    expect(await queryValue(connection, 'SELECT 3')).toBe(3);
+    await connection.end();
+  });
+});
+
+describe('pool configuration and failures', () => {
+  test('initQuery runs on every server connection without pinning; idleClientTimeout closes idle clients', async () => {
+    const configured = await startTidepool({
+      engineFamily: 'MYSQL',
+      targets: [{ host: server.host, port: server.port }],
+      users: [{ name: APP_USER, password: APP_PASSWORD }],
+      config: { idleClientTimeout: 1, connectionPoolConfig: { initQuery: 'SET SESSION max_join_size = 777' } },
+    });
+    try {
+      const connection = await connectThroughProxy(configured);
+      const closed = new Promise<Error>((resolve) => connection.once('error', resolve));
+      expect(await queryValue(connection, 'SELECT @@max_join_size')).toBe(777);
+      expect(configured.logs().filter((line) => line.event === 'pinned')).toHaveLength(0);
+      // Idle past the 1 s timeout: the proxy says why and closes.
+      const error = await closed;
+      // mysql2 reports an unsolicited ERR's number as `code`.
+      expect({ code: (error as unknown as { code?: number }).code, message: error.message }).toEqual({ code: 4031, message: 'terminating connection due to idle-client timeout' });
+    } finally {
+      await configured.stop();
+    }
+  });
+
+  test('a server connection killed under a client: the command in flight fails, the session goes on', async () => {
+    const connection = await connectThroughProxy(proxy);
+    await connection.query('BEGIN');
+    const cid = await queryValue<number>(connection, 'SELECT CONNECTION_ID()');
+    const running = connection.query('SELECT SLEEP(5)').then(
+      () => null,
+      (e: Error & { errno?: number }) => e,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await server.mysql(`KILL ${cid}`);
+    const error = await running;
+    expect(error?.errno).toBe(2013);
+    expect(error?.message).toContain('the transaction was rolled back');
+    expect(await queryValue(connection, 'SELECT 5')).toBe(5);
+    await connection.end();
+  });
+});

@@ -1,0 +1,125 @@
+/**
+ * Shared pieces of the MySQL end-to-end tests: a MariaDB with an application user and
+ * database, mysql2 clients pointed at a proxy, and the real mariadb CLI and sysbench.
+ */
+import { Socket, connect } from 'node:net';
+import * as mysql from 'mysql2/promise';
+import { MariadbServer, startMariadb } from '../harness/mariadb';
+import type { TidepoolProcess } from '../harness/tidepool';
+import { CommandOutput, runBinary } from '../pg/support';
+
+export { runBinary };
+export type { CommandOutput };
+
+export const APP_USER = 'app';
+export const APP_PASSWORD = 'app-password';
+export const APP_DB = 'appdb';
+
+export async function startServerWithAppUser(options: { maxConnections?: number; settings?: Record<string, string> } = {}): Promise<MariadbServer> {
+  const server = await startMariadb({ maxConnections: options.maxConnections, settings: options.settings });
+  await server.createUser(APP_USER, APP_PASSWORD, { superuser: true });
+  await server.mysql(`CREATE DATABASE ${APP_DB}; CREATE DATABASE otherdb;`);
+  return server;
+}
+
+export type ClientOptions = Partial<mysql.ConnectionOptions>;
+
+export function connectThroughProxy(proxy: TidepoolProcess, overrides: ClientOptions = {}): Promise<mysql.Connection> {
+  return mysql.createConnection({
+    host: proxy.host,
+    port: proxy.port,
+    user: APP_USER,
+    password: APP_PASSWORD,
+    database: APP_DB,
+    connectTimeout: 10_000,
+    ...overrides,
+  });
+}
+
+/** Resolves with the error a connection attempt fails with (or null when it connects). */
+export async function connectError(proxy: TidepoolProcess, overrides: ClientOptions = {}): Promise<(Error & { errno?: number; sqlState?: string; code?: string }) | null> {
+  try {
+    const connection = await connectThroughProxy(proxy, overrides);
+    await connection.end();
+    return null;
+  } catch (error) {
+    return error as Error & { errno?: number; sqlState?: string };
+  }
+}
+
+export async function queryValue<T = unknown>(connection: mysql.Connection, sql: string, values?: unknown[]): Promise<T> {
+  const [rows] = await connection.query<mysql.RowDataPacket[]>({ sql, rowsAsArray: true }, values);
+  return rows[0]![0] as T;
+}
+
+export function mariadbThroughProxy(proxy: TidepoolProcess, sql: string, extraArgs: string[] = [], user = APP_USER, password = APP_PASSWORD): Promise<CommandOutput> {
+  return runBinary(
+    'mariadb',
+    ['--no-defaults', '--protocol=TCP', `--host=${proxy.host}`, `--port=${proxy.port}`, `--user=${user}`, '--batch', '--skip-column-names', '--connect-timeout=10', `--database=${APP_DB}`, ...extraArgs, '-e', sql],
+    { env: { MYSQL_PWD: password } },
+  );
+}
+
+/** Connections the given user has open on the server right now. */
+export async function serverConnectionCount(server: MariadbServer, user = APP_USER): Promise<number> {
+  const out = await server.mysql(`SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '${user}'`);
+  return Number(out.trim());
+}
+
+/** A raw TCP connection to the proxy, to send what drivers never would. Resolves once the proxy's handshake arrived. */
+export function rawConnection(proxy: TidepoolProcess): Promise<{ socket: Socket; received: () => Buffer; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: proxy.host, port: proxy.port });
+    const chunks: Buffer[] = [];
+    const closed = new Promise<void>((resolveClosed) => socket.on('close', () => resolveClosed()));
+    socket.on('error', reject);
+    socket.once('data', (first: Buffer) => {
+      chunks.push(first);
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      resolve({ socket, received: () => Buffer.concat(chunks), closed });
+    });
+  });
+}
+
+export interface SysbenchResult {
+  transactions: number;
+  queries: number;
+  errors: number;
+  tps: number;
+  qps: number;
+  output: CommandOutput;
+}
+
+export async function sysbench(
+  endpoint: { host: string; port: number },
+  test: string,
+  args: string[],
+  command: 'prepare' | 'run' | 'cleanup',
+  credentials: { user: string; password: string; database: string } = { user: APP_USER, password: APP_PASSWORD, database: APP_DB },
+  timeoutMs = 120_000,
+): Promise<SysbenchResult> {
+  const output = await runBinary(
+    'sysbench',
+    [
+      test,
+      '--db-driver=mysql',
+      `--mysql-host=${endpoint.host}`,
+      `--mysql-port=${endpoint.port}`,
+      `--mysql-user=${credentials.user}`,
+      `--mysql-password=${credentials.password}`,
+      `--mysql-db=${credentials.database}`,
+      ...args,
+      command,
+    ],
+    { timeoutMs },
+  );
+  const number = (pattern: RegExp) => Number(pattern.exec(output.stdout)?.[1] ?? 0);
+  return {
+    transactions: number(/transactions:\s+(\d+)/),
+    queries: number(/queries:\s+(\d+)/),
+    errors: number(/ignored errors:\s+(\d+)/),
+    tps: number(/transactions:\s+\d+\s+\(([\d.]+) per sec/),
+    qps: number(/queries:\s+\d+\s+\(([\d.]+) per sec/),
+    output,
+  };
+}
