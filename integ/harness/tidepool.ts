@@ -33,6 +33,8 @@ export interface TidepoolProcess {
   readonly port: number;
   readonly pid: number;
   readonly dir: string;
+  /** The admin HTTP endpoint (/healthz, /readyz, /metrics, /status). */
+  readonly adminUrl: string;
   /** Parsed JSON log lines so far. */
   logs(): Record<string, unknown>[];
   /** What the proxy wrote to stderr (nothing, unless something went badly wrong). */
@@ -57,6 +59,9 @@ export async function startTidepool(options: StartTidepoolOptions): Promise<Tide
     listen: { host: '127.0.0.1', port: 0 },
     targets: options.targets,
     auth,
+    // A free admin port per proxy, and no CloudWatch pushes unless a test points them at a local endpoint.
+    admin: { host: '127.0.0.1', port: 0 },
+    metrics: { enabled: false },
     ...options.config,
   };
   const configFile = join(dir, 'config.json');
@@ -116,11 +121,13 @@ export async function startTidepool(options: StartTidepoolOptions): Promise<Tide
     });
 
   const listening = await waitForLog((line) => line.event === 'listening');
+  const adminLine = await waitForLog((line) => line.event === 'admin-listening');
   return {
     host: '127.0.0.1',
     port: listening.port as number,
     pid: child.pid!,
     dir,
+    adminUrl: `http://${String(adminLine.host)}:${String(adminLine.port)}`,
     logs: () => lines,
     stderr: () => stderr,
     waitForLog,

@@ -3,6 +3,12 @@
  * real MariaDB: both auth plugins, TLS, requireTls, error codes of the troubleshooting
  * table, COM_CHANGE_USER / COM_RESET_CONNECTION, and bad input.
  */
+import { Duplex } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
+import { nativePasswordToken } from '../../runtime/protocol/mysql/auth';
+import { AuthPlugin, CapabilityFlag } from '../../runtime/protocol/mysql/constants';
+import { MysqlPacketFramer, encodePacket } from '../../runtime/protocol/mysql/framing';
+import { encodeHandshakeResponse41, encodeSslRequest, parseHandshakeV10 } from '../../runtime/protocol/mysql/packets';
 import type { MariadbServer } from '../harness/mariadb';
 import { TidepoolProcess, startTidepool } from '../harness/tidepool';
 import {
@@ -114,6 +120,44 @@ describe('TLS', () => {
     const connection = await connectThroughProxy(proxy, { ssl: { rejectUnauthorized: false } });
     expect(await queryValue(connection, 'SELECT 41 + 1')).toBe(42);
     await connection.end();
+  });
+
+  test('a TLS ClientHello arriving in the same chunk as the SSL request is not lost', async () => {
+    const raw = await rawConnection(proxy);
+    const handshake = parseHandshakeV10(new MysqlPacketFramer().pushPackets(raw.received())[0]!.payload);
+    const capabilityFlags =
+      CapabilityFlag.CLIENT_PROTOCOL_41 | CapabilityFlag.CLIENT_SECURE_CONNECTION | CapabilityFlag.CLIENT_PLUGIN_AUTH | CapabilityFlag.CLIENT_SSL | CapabilityFlag.CLIENT_LONG_PASSWORD;
+    raw.socket.removeAllListeners('data');
+    // Corked: the SSL request and the ClientHello leave in one write.
+    raw.socket.cork();
+    raw.socket.write(encodePacket(encodeSslRequest({ capabilityFlags, characterSet: 45 }), 1));
+    // Through a JS stream, so the ClientHello goes through the corked socket's write() too.
+    const relay = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        raw.socket.write(chunk, callback);
+      },
+    });
+    raw.socket.on('data', (chunk: Buffer) => relay.push(chunk));
+    const secure = tlsConnect({ socket: relay, rejectUnauthorized: false });
+    setTimeout(() => raw.socket.uncork(), 50);
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', () => resolve());
+      secure.once('error', reject);
+    });
+    const answer = new Promise<Buffer>((resolve) => secure.once('data', (chunk: Buffer) => resolve(chunk)));
+    const response = encodeHandshakeResponse41({
+      capabilityFlags,
+      characterSet: 45,
+      username: APP_USER,
+      authResponse: nativePasswordToken(APP_PASSWORD, handshake.scramble),
+      authPluginName: AuthPlugin.MYSQL_NATIVE_PASSWORD,
+    });
+    secure.write(encodePacket(response, 2));
+    const ok = await answer;
+    expect(ok[3]).toBe(3); // sequence id
+    expect(ok[4]).toBe(0x00); // OK
+    secure.destroy();
   });
 
   test('mariadb --ssl connects and reports a cipher', async () => {

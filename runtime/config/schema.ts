@@ -64,10 +64,62 @@ export const tlsSchema = z
     /** PEM certificate chain presented to clients. Omit both files for a self-signed certificate generated at start. */
     certFile: nonEmpty.optional(),
     keyFile: nonEmpty.optional(),
+    /**
+     * A Secrets Manager secret whose SecretString is `{"certificate": "<PEM chain>", "privateKey": "<PEM key>"}`;
+     * re-read every secretsRefreshInterval, new connections get the new certificate.
+     */
+    secretArn: z.string().regex(/^arn:aws[a-z-]*:secretsmanager:/, 'must be a Secrets Manager secret ARN').optional(),
   })
   .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), {
     message: 'certFile and keyFile must be given together',
+  })
+  .refine((t) => t.secretArn === undefined || t.certFile === undefined, {
+    message: 'use either secretArn or certFile/keyFile, not both',
   });
+
+export const adminSchema = z.strictObject({
+  /** @default "0.0.0.0" (the load balancer's health check and Prometheus reach it from outside the task) */
+  host: nonEmpty.default('0.0.0.0'),
+  /** Serves /healthz, /readyz, /metrics, /status. 0 picks a free port (logged). @default 8080 */
+  port: port.default(8080),
+});
+
+export const metricsSchema = z.strictObject({
+  /** Push to CloudWatch with PutMetricData; Prometheus /metrics is served either way. @default true */
+  enabled: z.boolean().default(true),
+  /** CloudWatch namespace; "AWS/…" is reserved by CloudWatch. @default "Tidepool" */
+  namespace: z
+    .string()
+    .min(1)
+    .max(255)
+    .refine((n) => !n.startsWith('AWS/'), 'namespaces starting with "AWS/" are reserved by CloudWatch')
+    .default('Tidepool'),
+  /** Seconds between pushes. @default 60 */
+  publishIntervalSeconds: z.number().int().min(1).max(3600).default(60),
+  /** Adds the ProxyName+EndpointName dimension set to client-side metrics. */
+  endpointName: z.string().min(1).max(255).optional(),
+});
+
+export const awsSchema = z.strictObject({
+  /** @default the SDK's lookup (AWS_REGION; on Fargate the task's region) */
+  region: nonEmpty.optional(),
+  /** Endpoint overrides, for testing against local stand-ins. */
+  cloudWatchEndpoint: z.url().optional(),
+  secretsManagerEndpoint: z.url().optional(),
+});
+
+export const iamSchema = z.strictObject({
+  /** Which IAM principals may log in as which database users (what the construct's grantConnect writes). @default [] */
+  allowList: z
+    .array(z.strictObject({ principalArn: z.string().regex(/^arn:aws[a-z-]*:(iam|sts)::\d{12}:/, 'must be an IAM role or user ARN'), dbUser: nonEmpty }))
+    .default([]),
+  /** STS hosts tokens may point at. @default sts.amazonaws.com and sts.<region>.amazonaws.com */
+  stsHostAllowList: z.array(nonEmpty).optional(),
+  /** Seconds a verified token is remembered. @default 60 */
+  cacheTtl: z.number().int().min(1).max(900).default(60),
+  /** Token verifications per second before "IAM authentication rate limit exceeded". @default 200 */
+  rateLimit: z.number().int().min(1).max(100_000).default(200),
+});
 
 export const connectionPoolConfigSchema = z.strictObject({
   /** Share of the target's max_connections the pool may open. @default 100 */
@@ -111,6 +163,12 @@ export const configSchema = z
     idleClientTimeout: z.number().int().min(1).max(28800).default(1800),
     connectionPoolConfig: connectionPoolConfigSchema.default(() => connectionPoolConfigSchema.parse({})),
     limits: limitsSchema.default(() => limitsSchema.parse({})),
+    admin: adminSchema.default(() => adminSchema.parse({})),
+    metrics: metricsSchema.default(() => metricsSchema.parse({})),
+    aws: awsSchema.default({}),
+    /** Seconds between re-reads of Secrets Manager secrets (rotations are also picked up when the database rejects a password). @default 300 */
+    secretsRefreshInterval: z.number().int().min(1).max(86400).default(300),
+    iam: iamSchema.default(() => iamSchema.parse({})),
     /** Adds SQL text (truncated) to the logs; never passwords. @default false */
     debugLogging: z.boolean().default(false),
   })

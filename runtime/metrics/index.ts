@@ -3,7 +3,14 @@
  * config so the proxy's start-up code has a single call to make.
  */
 import { CloudWatchPublisher, PublisherLog } from './cloudwatch-publisher';
-import type { AwsConfig, MetricsConfig } from './config';
+import type { TidepoolConfig } from '../config/schema';
+
+type MetricsConfig = TidepoolConfig['metrics'];
+/** Where the CloudWatch client sends: the task's region, or a local stand-in endpoint in tests. */
+interface AwsConfig {
+  region?: string | undefined;
+  endpoint?: string | undefined;
+}
 import { PrometheusExporter, createPrometheusExporter } from './prometheus';
 import { GaugeProvider, ProxyMetrics } from './proxy-metrics';
 
@@ -11,7 +18,6 @@ export * from './definitions';
 export * from './proxy-metrics';
 export * from './cloudwatch-publisher';
 export * from './prometheus';
-export * from './config';
 
 export interface MetricsRuntime {
   readonly metrics: ProxyMetrics;

@@ -45,15 +45,13 @@ export class StaticCredentialSource implements CredentialSource {
   }
 }
 
-/** Reads every `secretFile` entry; relative paths resolve against `baseDir` (the config file's folder). */
+/** Reads every `secretFile` entry (secretArn ones are skipped); relative paths resolve against `baseDir` (the config file's folder). */
 export function loadFileCredentials(engine: EngineFamily, auth: AuthConfig[], baseDir: string): StaticCredentialSource {
   const credentials: Credential[] = [];
   const problems: string[] = [];
   auth.forEach((entry, index) => {
-    if (entry.secretArn !== undefined) {
-      problems.push(`auth.${index}.secretArn: Secrets Manager secrets are not supported by this build yet; use secretFile`);
-      return;
-    }
+    // secretArn entries are read from Secrets Manager (runtime/secrets).
+    if (entry.secretArn !== undefined) return;
     const path = resolve(baseDir, entry.secretFile!);
     try {
       const secret = parseSecretString(readFileSync(path, 'utf8'), `auth.${index}.secretFile (${path})`);

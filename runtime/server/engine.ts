@@ -16,6 +16,8 @@ export interface ClientHandle {
   readonly isReady: boolean;
   /** Holds no server connection and waits for none: safe to close without losing work. */
   readonly isIdle: boolean;
+  /** Whether the client negotiated TLS. */
+  readonly isTls?: boolean;
   terminate(error: ProxyError): void;
 }
 

@@ -3,7 +3,7 @@
  * connections are opened, authenticated and initialised here for the shared pool.
  */
 import { Socket, connect } from 'node:net';
-import { SecureContext, TLSSocket } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { TargetConfig, TidepoolConfig } from '../config/schema';
 import { ProxyError } from '../errors';
@@ -23,6 +23,8 @@ import type { Credential, CredentialSource, PoolKey } from '../session/types';
 import { ProbeResult, Target, TargetGroup, TargetProber } from '../pool/target-group';
 import type { ClientHandle, Engine, EngineStats } from './engine';
 import { SharedReadBuffer, adoptAcceptedSocket } from './sockets';
+import type { TlsSource } from './tls';
+import { type ProxyMetrics, targetDimensionValue } from '../metrics';
 
 const SERVER_CONNECT_TIMEOUT_MS = 10_000;
 
@@ -44,15 +46,17 @@ class PgWriterProber implements TargetProber {
 
   constructor(
     private readonly target: Target,
-    private readonly credential: Credential,
+    private readonly credential: () => Credential | undefined,
   ) {}
 
   async probe(): Promise<ProbeResult> {
     try {
       if (this.backend === null || this.backend.isClosed) {
-        const backend = new PgBackend({ user: this.credential.username, database: PROBE_DATABASE }, this.target, {
-          user: this.credential.username,
-          password: this.credential.password,
+        const credential = this.credential();
+        if (!credential) throw new Error('auth: no readable secret to probe the target with');
+        const backend = new PgBackend({ user: credential.username, database: PROBE_DATABASE }, this.target, {
+          user: credential.username,
+          password: credential.password,
           database: PROBE_DATABASE,
         });
         this.backend = backend;
@@ -89,10 +93,11 @@ export class PgEngine implements Engine {
   constructor(
     private readonly config: TidepoolConfig,
     private readonly credentials: CredentialSource,
-    /** Logs in the writer probes (the first secret, as RDS Proxy uses a secret for its health checks). */
-    probeCredential: Credential,
-    private readonly secureContext: SecureContext,
+    /** Who the writer probes log in as. */
+    probeCredential: () => Credential | undefined,
+    private readonly tls: TlsSource,
     private readonly log: Logger,
+    private readonly metrics: ProxyMetrics,
   ) {
     this.targets = new TargetGroup(
       config.targets.map((t: TargetConfig) => ({ host: t.host, port: t.port ?? 5432 })),
@@ -107,7 +112,9 @@ export class PgEngine implements Engine {
     this.pool = new ConnectionPool<PgBackend>({
       open: (key) => this.openServerConnection(key),
       borrowTimeoutMs: config.connectionPoolConfig.connectionBorrowTimeout * 1000,
+      onBorrowed: (waitedMs) => metrics.borrowed(waitedMs),
       onEvent: (event) => {
+        if (event.kind === 'borrow-timeout') metrics.borrowTimedOut();
         if (event.kind === 'open-failed') {
           log.warn({ event: 'server-connect-failed', user: event.key.user, database: event.key.database, error: event.error.message }, 'could not open a database connection');
         } else if (event.kind === 'borrow-timeout') {
@@ -118,7 +125,12 @@ export class PgEngine implements Engine {
     const events: PgSessionEvents = {
       onPinned: (session, reason) =>
         log.info({ event: 'pinned', client: session.id, user: session.user, database: session.database, reason }, `pinned: ${reason}`),
-      onAuthFailed: (user, reason) => log.warn({ event: 'auth-failed', user, reason }, `authentication failed for user "${user}"`),
+      onAuthFailed: (user, reason) => {
+        metrics.clientSetupFailed();
+        log.warn({ event: 'auth-failed', user, reason }, `authentication failed for user "${user}"`);
+      },
+      onReady: () => metrics.clientSetupSucceeded(),
+      onQueryRequest: (tls) => metrics.queryRequest(tls),
       onFatalError: (session, error) =>
         log.info({ event: 'client-error', client: session.id, user: session.user, code: error.code, error: error.message }, `client closed: ${error.message}`),
       onErrorSent: (session, sqlState, message) =>
@@ -167,8 +179,9 @@ export class PgEngine implements Engine {
       },
       tlsAvailable: true,
       startTls: () => {
-        const secure = new TLSSocket(socket, { isServer: true, secureContext: this.secureContext });
+        const secure = new TLSSocket(socket, { isServer: true, secureContext: this.tls.secureContext });
         output = secure;
+        this.metrics.clientConnectionUpgradedToTls();
         secure.on('data', (chunk: Buffer) => session.onData(chunk));
         secure.on('drain', () => session.onTransportDrain());
         secure.on('error', (error) => {
@@ -231,6 +244,8 @@ export class PgEngine implements Engine {
     backend.initQuery = this.config.connectionPoolConfig.initQuery;
     // A connection the server dropped may mean the writer is gone: re-check now, not at the next tick.
     backend.onLost = (lost) => this.targets.suspect(lost.target);
+    const targetName = targetDimensionValue(writer);
+    this.metrics.databaseConnectionRequest(false, targetName);
     const timer = setTimeout(() => backend.close('timed out connecting to the database'), SERVER_CONNECT_TIMEOUT_MS);
     try {
       await backend.start();
@@ -238,6 +253,7 @@ export class PgEngine implements Engine {
       if (!this.limitsKnown) await this.discoverLimits(backend);
       if (this.targets.writer !== writer) throw new ProxyError('SERVER_CONNECT_FAILED', 'the writer changed while connecting', undefined, true);
     } catch (error) {
+      this.metrics.databaseConnectionFailed(targetName);
       backend.close('startup failed');
       const proxyError = error instanceof ProxyError ? error : new ProxyError('SERVER_CONNECT_FAILED', String(error));
       if (isTransientStartupFailure(proxyError)) {
@@ -248,6 +264,8 @@ export class PgEngine implements Engine {
     } finally {
       clearTimeout(timer);
     }
+    this.metrics.databaseConnectionOpened(false, targetName);
+    backend.onClosedForMetrics = () => this.metrics.databaseConnectionClosed(false, targetName);
     return backend;
   }
 

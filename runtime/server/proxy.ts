@@ -6,11 +6,15 @@ import { AddressInfo, Server, Socket, createServer } from 'node:net';
 import type { Logger } from 'pino';
 import { TidepoolConfig, defaultPortFor } from '../config/schema';
 import { ProxyError } from '../errors';
+import { createMetricsRuntime, targetDimensionValue, type TargetGauges } from '../metrics';
+import { CombinedCredentialSource, startSecretsManagerSource } from '../secrets/secrets-manager';
+import type { Credential } from '../session/types';
+import { startAdminServer } from './admin';
 import { StaticCredentialSource, loadFileCredentials } from './credentials';
 import type { ClientHandle, Engine, EngineStats } from './engine';
 import { MysqlEngine } from './mysql-engine';
 import { PgEngine } from './pg-engine';
-import { loadTlsMaterial, secureContextFor } from './tls';
+import { startTlsSource } from './tls';
 
 const SCHEDULER_TICK_MS = 250;
 
@@ -32,17 +36,37 @@ export interface RunningProxy {
 
 export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const { config, log } = options;
-  const credentials: StaticCredentialSource = loadFileCredentials(config.engineFamily, config.auth, options.baseDir);
-  const tlsMaterial = await loadTlsMaterial(config.tls, options.baseDir, config.proxyName);
-  if (tlsMaterial.selfSigned) log.info({ event: 'tls-self-signed' }, 'no certificate configured: using a self-signed one');
-  const secureContext = secureContextFor(tlsMaterial);
-  const probeCredential = credentials.all()[0];
-  if (!probeCredential) throw new ProxyError('INTERNAL', 'no credentials loaded');
+  const fileCredentials: StaticCredentialSource = loadFileCredentials(config.engineFamily, config.auth, options.baseDir);
+  const secretsManager = await startSecretsManagerSource({
+    engine: config.engineFamily,
+    auth: config.auth,
+    aws: { region: config.aws.region, secretsManagerEndpoint: config.aws.secretsManagerEndpoint },
+    refreshIntervalSeconds: config.secretsRefreshInterval,
+    logger: log,
+  });
+  const credentials = new CombinedCredentialSource(secretsManager ? [fileCredentials, secretsManager] : [fileCredentials]);
+  // The writer probes log in with the first secret that can be read, as RDS Proxy uses a secret for its health checks.
+  const probeCredential = (): Credential | undefined =>
+    fileCredentials.all()[0] ??
+    secretsManager
+      ?.status()
+      .map((status) => (status.username === undefined ? undefined : credentials.lookup(status.username)))
+      .find((credential) => credential !== undefined);
+  const tls = await startTlsSource(config, options.baseDir, log);
+  const metricsRuntime = createMetricsRuntime({
+    proxyName: config.proxyName,
+    metrics: config.metrics,
+    aws: { region: config.aws.region, endpoint: config.aws.cloudWatchEndpoint },
+    // Read at publish time only, once the engine below exists.
+    gauges: { targets: () => engineGauges(engine) },
+    log,
+  });
   const engine: Engine =
     config.engineFamily === 'MYSQL'
-      ? new MysqlEngine(config, config.targets[0]!, credentials, secureContext, log)
-      : new PgEngine(config, credentials, probeCredential, secureContext, log);
+      ? new MysqlEngine(config, config.targets[0]!, credentials, tls.secureContext, log)
+      : new PgEngine(config, credentials, probeCredential, tls, log, metricsRuntime.metrics);
   engine.start?.();
+  metricsRuntime.start();
   const clients = new Set<ClientHandle>();
   let draining = false;
 
@@ -52,7 +76,11 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       return;
     }
     if (!engine.takesPausedSockets) socket.resume();
-    const client = engine.acceptClient(socket, (closed) => clients.delete(closed));
+    metricsRuntime.metrics.clientConnectionOpened(false);
+    const client = engine.acceptClient(socket, (closed) => {
+      clients.delete(closed);
+      metricsRuntime.metrics.clientConnectionClosed(closed.isTls ?? false);
+    });
     clients.add(client);
   });
   server.on('error', (error) => log.error({ event: 'listener-error', error: error.message }, 'listener error'));
@@ -85,6 +113,39 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     });
   });
   const address = server.address() as AddressInfo;
+  const admin = await startAdminServer({
+    host: config.admin.host,
+    port: config.admin.port,
+    proxyName: config.proxyName,
+    engineFamily: config.engineFamily,
+    prometheus: metricsRuntime.prometheus,
+    log,
+    provider: {
+      isListening: () => !draining,
+      targets: () =>
+        (engine.stats().targets ?? []).map((health) => ({
+          host: health.target.host,
+          port: health.target.port,
+          role: health.role,
+          state: health.state,
+          ...(health.reason !== undefined ? { reason: health.reason } : {}),
+          ...(health.description !== undefined ? { description: health.description } : {}),
+        })),
+      pools: () =>
+        engine.stats().pool.map((group) => ({
+          user: group.user,
+          database: group.database,
+          idle: group.idle,
+          borrowed: group.lent + group.pinned,
+          pinned: group.pinned,
+          other: group.resetting + group.opening,
+          waiting: group.waiting,
+        })),
+      clients: () => metricsRuntime.metrics.clientConnections,
+      maxDatabaseConnections: () => engine.stats().limits.maxConnections,
+    },
+  });
+  log.info({ event: 'admin-listening', host: admin.host, port: admin.port }, `admin endpoint on ${admin.url}`);
   log.info({ event: 'listening', host: address.address, port: address.port, engine: config.engineFamily }, `Tidepool listening on ${address.address}:${address.port}`);
 
   return {
@@ -107,7 +168,35 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       for (const client of clients) client.terminate(new ProxyError('SHUTTING_DOWN', 'the proxy is shutting down'));
       engine.close();
       clearInterval(scheduler);
+      secretsManager?.stop();
+      tls.stop();
+      await metricsRuntime.stop();
+      await admin.close();
       log.info({ event: 'stopped' }, 'Tidepool stopped');
     },
   };
+}
+
+/** What the metrics need from the engine at publish time: every target, the pool's numbers on the writer. */
+function engineGauges(engine: Engine): TargetGauges[] {
+  const stats = engine.stats();
+  let borrowed = 0;
+  let pinned = 0;
+  for (const group of stats.pool) {
+    borrowed += group.lent + group.pinned;
+    pinned += group.pinned;
+  }
+  return (stats.targets ?? []).map((health) => {
+    const isWriter = stats.writer !== undefined && stats.writer !== null && stats.writer.host === health.target.host && stats.writer.port === health.target.port;
+    return {
+      target: targetDimensionValue(health.target),
+      role: health.role,
+      state: health.state,
+      borrowed: isWriter ? borrowed : 0,
+      // Lent connections are the ones in a transaction (or a pinned session) by construction.
+      inTransaction: isWriter ? borrowed : 0,
+      sessionPinned: isWriter ? pinned : 0,
+      maxConnectionsAllowed: isWriter ? stats.limits.maxConnections : 0,
+    };
+  });
 }

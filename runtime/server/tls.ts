@@ -5,7 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SecureContext, createSecureContext } from 'node:tls';
+import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import * as selfsigned from 'selfsigned';
+import type { TidepoolConfig } from '../config/schema';
+import { createSecretsManagerClient } from '../secrets/secrets-manager';
 
 export interface TlsMaterial {
   cert: string;
@@ -31,4 +34,55 @@ export async function loadTlsMaterial(tls: { certFile?: string; keyFile?: string
 
 export function secureContextFor(material: TlsMaterial): SecureContext {
   return createSecureContext({ cert: material.cert, key: material.key, minVersion: 'TLSv1.2' });
+}
+
+/** The certificate clients get right now; a rotated secret swaps it for new connections. */
+export interface TlsSource {
+  readonly secureContext: SecureContext;
+  stop(): void;
+}
+
+interface TlsLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+/**
+ * Loads the certificate from files, from a Secrets Manager secret (SecretString
+ * `{"certificate","privateKey"}`, re-read every secretsRefreshInterval), or self-signs one.
+ */
+export async function startTlsSource(config: TidepoolConfig, baseDir: string, log: TlsLog): Promise<TlsSource> {
+  const secretArn = config.tls.secretArn;
+  if (secretArn === undefined) {
+    const material = await loadTlsMaterial(config.tls, baseDir, config.proxyName);
+    if (material.selfSigned) log.info({ event: 'tls-self-signed' }, 'no certificate configured: using a self-signed one');
+    const secureContext = secureContextFor(material);
+    return { secureContext, stop: () => undefined };
+  }
+  const client = createSecretsManagerClient({ region: config.aws.region, secretsManagerEndpoint: config.aws.secretsManagerEndpoint });
+  const read = async (): Promise<SecureContext> => {
+    const response = await client.send(new GetSecretValueCommand({ SecretId: secretArn }));
+    const parsed = JSON.parse(response.SecretString ?? '{}') as { certificate?: unknown; privateKey?: unknown };
+    if (typeof parsed.certificate !== 'string' || typeof parsed.privateKey !== 'string') {
+      throw new Error('the TLS secret must hold {"certificate": "<PEM>", "privateKey": "<PEM>"}');
+    }
+    return secureContextFor({ cert: parsed.certificate, key: parsed.privateKey, selfSigned: false });
+  };
+  let current = await read();
+  log.info({ event: 'tls-from-secret', secretArn }, 'TLS certificate loaded from Secrets Manager');
+  const timer = setInterval(() => {
+    read().then(
+      (next) => {
+        current = next;
+      },
+      (error: unknown) => log.warn({ event: 'tls-secret-refresh-failed', secretArn, error: error instanceof Error ? error.name : String(error) }, 'could not re-read the TLS secret; keeping the current certificate'),
+    );
+  }, config.secretsRefreshInterval * 1000);
+  timer.unref();
+  return {
+    get secureContext() {
+      return current;
+    },
+    stop: () => clearInterval(timer),
+  };
 }

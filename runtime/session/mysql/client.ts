@@ -164,7 +164,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
   private phase = Phase.Handshake;
   private framer: MysqlPacketFramer;
   /** Where the SSL request ended in the chunk being read: the rest is the client's TLS handshake. */
-  private tlsStartsAt: { source: Buffer; offset: number } | null = null;
+  private tlsStartsAt: { source: Buffer; offset: number; wireLength: number } | null = null;
   private scramble = generateScramble();
   private clientCapabilities = 0;
   private advertised = 0;
@@ -244,6 +244,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
     if (this.phase === Phase.Closed) return;
     this.lastActivity = Date.now();
     let framingError: unknown = null;
+    const bufferedBefore = this.framer.bufferedBytes;
     try {
       this.framer.push(chunk, this.onPacket);
     } catch (error) {
@@ -251,10 +252,12 @@ export class MysqlClientSession implements MysqlBackendPeer {
     }
     if (this.tlsStartsAt !== null) {
       // What follows the SSL request is the client's TLS handshake, not MySQL packets (the framer may have choked on it).
-      const { source, offset } = this.tlsStartsAt;
+      const { source, offset, wireLength } = this.tlsStartsAt;
       this.tlsStartsAt = null;
       this.framer = new MysqlPacketFramer({ maxPayloadLength: Math.min(MAX_PACKET_PAYLOAD_LENGTH, this.context.maxMessageBytes) });
-      this.transport.startTls(source === chunk ? Buffer.from(chunk.subarray(offset)) : Buffer.alloc(0));
+      // The SSL request either lies in this chunk or began in an earlier one and ends in this one.
+      const endInChunk = source === chunk ? offset : wireLength - bufferedBefore;
+      this.transport.startTls(Buffer.from(chunk.subarray(endInChunk)));
       return;
     }
     if (framingError !== null) {
@@ -311,7 +314,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
     const payload = wire.subarray(4);
     this.responseSequence = (sequenceId + 1) & 0xff;
     if (this.phase === Phase.Handshake) {
-      if (this.onHandshakeResponse(payload)) this.tlsStartsAt = { source, offset: payloadStart + payloadLength };
+      if (this.onHandshakeResponse(payload)) this.tlsStartsAt = { source, offset: payloadStart + payloadLength, wireLength: payloadLength + 4 };
       return;
     }
     if (this.auth !== null) this.onAuthReply(payload);

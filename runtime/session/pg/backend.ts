@@ -143,6 +143,8 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     socket.on('close', () => this.lost('server closed the connection'));
   }
 
+  /** Set by the engine once the connection is open: counts its close. */
+  onClosedForMetrics: (() => void) | null = null;
   /** Set by the engine: the server side ended this connection (not the proxy). */
   onLost: ((backend: PgBackend) => void) | null = null;
 
@@ -297,6 +299,7 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     const peer = this.peer;
     this.peer = null;
     peer?.onBackendLost(reason, this.fatalError);
+    this.onClosedForMetrics?.();
     const onClosed = this.onClosed;
     this.onClosed = null;
     onClosed?.(this, reason);

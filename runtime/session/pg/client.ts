@@ -57,6 +57,10 @@ export interface ClientTransport {
 export interface PgSessionEvents {
   onPinned(session: PgClientSession, reason: string): void;
   onAuthFailed(user: string, reason: string): void;
+  /** Authenticated and ready for queries. */
+  onReady(session: PgClientSession): void;
+  /** A request that runs on the database (Query, Sync, FunctionCall). */
+  onQueryRequest(tls: boolean): void;
   /** An ErrorResponse of the proxy's own went to the client (debug logging). */
   onErrorSent?(session: PgClientSession, sqlState: string, message: string): void;
   /** The session ends because of an error it reported to the client. */
@@ -221,6 +225,10 @@ export class PgClientSession implements BackendPeer {
 
   get isReady(): boolean {
     return this.phase === Phase.Ready;
+  }
+
+  get isTls(): boolean {
+    return this.transport.isTls;
   }
 
   get hasServerConnection(): boolean {
@@ -474,6 +482,7 @@ export class PgClientSession implements BackendPeer {
     this.transport.write(readyForQuery('I'));
     this.transport.uncork();
     this.phase = Phase.Ready;
+    this.context.events.onReady(this);
     // Anything the client pipelined after its startup waits in `pending`.
     if (this.pending.length > 0) this.requestBackend();
   }
@@ -526,6 +535,7 @@ export class PgClientSession implements BackendPeer {
         backend.unnamedStatementOwner = null;
         backend.expectSync();
         this.outstandingSyncs++;
+        this.context.events.onQueryRequest(this.transport.isTls);
         this.forward(data, start, end);
         return;
       }
@@ -545,6 +555,7 @@ export class PgClientSession implements BackendPeer {
         backend.expectSync();
         this.outstandingSyncs++;
         this.unsynced = false;
+        this.context.events.onQueryRequest(this.transport.isTls);
         this.forward(data, start, end);
         return;
       case CHAR.F:
