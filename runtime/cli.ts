@@ -7,6 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { Command } from 'commander';
 import { ConfigError, TidepoolConfig, parseConfig } from './config/schema';
 import { createLogger } from './log';
+import { generateAuthToken } from './secrets/iam-token';
 import { SecretError } from './server/credentials';
 import { startProxy } from './server/proxy';
 
@@ -73,6 +74,34 @@ export async function main(argv: string[]): Promise<void> {
         log.fatal({ event: 'start-failed', error: (error as Error).message }, 'Tidepool could not start');
         process.exit(1);
       }
+    });
+  program
+    .command('token')
+    .description('print an IAM authentication token to use as the password for a user whose secret has iamAuth REQUIRED')
+    .requiredOption('--proxy <name>', 'the proxy name (proxyName in its config)')
+    .requiredOption('--user <dbUser>', 'the database user to log in as')
+    .option('--region <region>', 'AWS region of the STS endpoint (default: AWS_REGION)')
+    .option('--expires-in <seconds>', 'token lifetime in seconds, at most 900', '900')
+    .option('--sts-endpoint <url>', 'STS endpoint to sign for (default: the region\'s public endpoint)')
+    .action(async (options: { proxy: string; user: string; region?: string; expiresIn: string; stsEndpoint?: string }) => {
+      const region = options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+      if (region === undefined) {
+        process.stderr.write('no region: pass --region or set AWS_REGION\n');
+        process.exit(2);
+      }
+      const expiresIn = Number(options.expiresIn);
+      if (!Number.isInteger(expiresIn) || expiresIn < 1 || expiresIn > 900) {
+        process.stderr.write('--expires-in must be a whole number of seconds from 1 to 900\n');
+        process.exit(2);
+      }
+      const token = await generateAuthToken({
+        proxyName: options.proxy,
+        dbUser: options.user,
+        region,
+        expiresIn,
+        ...(options.stsEndpoint !== undefined ? { stsEndpoint: options.stsEndpoint } : {}),
+      });
+      process.stdout.write(`${token}\n`);
     });
   await program.parseAsync(argv);
 }

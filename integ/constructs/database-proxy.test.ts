@@ -20,6 +20,7 @@ const LOAD_BALANCER = 'ProxyLoadBalancer296BF129';
 const LOG_GROUP = 'ProxyLogGroup29A2C131';
 const ECS_CLUSTER = 'ProxyCluster29DC0C5A';
 const DATABASE = 'DatabaseB269D8BB';
+const DATABASE_WRITER = 'DatabaseWriter7794273E';
 const DATABASE_SG = 'DatabaseSecurityGroup5C91FDCB';
 const DATABASE_SECRET = 'DatabaseSecretAttachmentE5D1B020';
 
@@ -209,13 +210,14 @@ describe('DatabaseProxy with default props in front of Aurora PostgreSQL', () =>
             Resource: '*',
             Condition: { StringEquals: { 'cloudwatch:namespace': 'Tidepool' } },
           },
-          { Effect: 'Allow', Action: 'rds:DescribeDBClusters', Resource: Match.objectLike({ 'Fn::Join': Match.anyValue() }) },
-          { Effect: 'Allow', Action: 'rds:DescribeDBInstances', Resource: Match.objectLike({ 'Fn::Join': Match.anyValue() }) },
         ],
       },
     });
     // Nothing else may grant the task role anything.
-    expect(Object.keys(template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: ROLE }] } }))).toHaveLength(1);
+    const taskPolicies = template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: ROLE }] } });
+    expect(Object.keys(taskPolicies)).toHaveLength(1);
+    // The runtime finds the writer by probing the targets over SQL, never through the RDS API.
+    expect(JSON.stringify(taskPolicies)).not.toContain('rds:');
   });
 
   test('keeps logs for a month', () => {
@@ -227,12 +229,10 @@ describe('DatabaseProxy with default props in front of Aurora PostgreSQL', () =>
       proxyName: 'teststackproxydcb2321b',
       engineFamily: 'POSTGRESQL',
       listen: { host: '0.0.0.0', port: 5432 },
+      // The cluster (writer) endpoint first, then each instance endpoint the app defines.
       targets: [
-        {
-          host: `<GetAtt:${DATABASE}.Endpoint.Address>`,
-          port: `<GetAtt:${DATABASE}.Endpoint.Port>`,
-          dbClusterIdentifier: `<Ref:${DATABASE}>`,
-        },
+        { host: `<GetAtt:${DATABASE}.Endpoint.Address>`, port: `<GetAtt:${DATABASE}.Endpoint.Port>` },
+        { host: `<GetAtt:${DATABASE_WRITER}.Endpoint.Address>`, port: `<GetAtt:${DATABASE}.Endpoint.Port>` },
       ],
       auth: [{ secretArn: `<Ref:${DATABASE_SECRET}>`, iamAuth: 'DISABLED' }],
       requireTls: true,
@@ -247,8 +247,8 @@ describe('DatabaseProxy with default props in front of Aurora PostgreSQL', () =>
       limits: { shutdownTimeout: 30 },
       debugLogging: false,
       admin: { port: 8080 },
-      metrics: { namespace: 'Tidepool', intervalSeconds: 60 },
-      iamAuthAllowList: [],
+      metrics: { namespace: 'Tidepool', publishIntervalSeconds: 60 },
+      iam: { allowList: [] },
     });
   });
 
@@ -363,7 +363,7 @@ describe('DatabaseProxy props', () => {
         ]),
       },
     });
-    expect(renderedConfig(template).metrics).toEqual({ namespace: 'Acme/Tidepool', intervalSeconds: 60 });
+    expect(renderedConfig(template).metrics).toEqual({ namespace: 'Acme/Tidepool', publishIntervalSeconds: 60 });
   });
 
   test('uses the given role, security groups and ECS cluster instead of creating them', () => {
@@ -404,7 +404,7 @@ describe('DatabaseProxy props', () => {
     const template = Template.fromStack(fixture.stack);
     const config = renderedConfig(template);
     expect(config.auth).toHaveLength(2);
-    expect(config.tls.secretArn).toEqual(expect.stringContaining(':secret:tidepool/tls'));
+    expect(config.tls).toEqual({ secretArn: expect.stringContaining(':secret:tidepool/tls') });
     template.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [{ Ref: ROLE }],
       PolicyDocument: {
@@ -451,9 +451,11 @@ describe('grantConnect', () => {
     // THEN
     expect(grant.principalStatements).toEqual([]);
     const template = Template.fromStack(fixture.stack);
-    expect(renderedConfig(template).iamAuthAllowList).toEqual([
-      { principalArn: `<GetAtt:${fixture.stack.getLogicalId(role.node.defaultChild as iam.CfnRole)}.Arn>`, dbUser: 'app_user' },
-    ]);
+    expect(renderedConfig(template).iam).toEqual({
+      allowList: [
+        { principalArn: `<GetAtt:${fixture.stack.getLogicalId(role.node.defaultChild as iam.CfnRole)}.Arn>`, dbUser: 'app_user' },
+      ],
+    });
     // A self-hosted proxy verifies callers itself; an rds-db:connect policy would mean nothing.
     expect(template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^AppRole') }] } })).toEqual({});
   });
@@ -462,7 +464,9 @@ describe('grantConnect', () => {
     const fixture = newFixture();
     const proxy = clusterProxy(fixture, { iamAuth: true });
     proxy.grantConnect(new iam.ArnPrincipal('arn:aws:iam::123456789012:role/reporting'));
-    const [entry] = renderedConfig(Template.fromStack(fixture.stack)).iamAuthAllowList;
+    const { allowList } = renderedConfig(Template.fromStack(fixture.stack)).iam;
+    expect(allowList).toHaveLength(1);
+    const [entry] = allowList;
     expect(entry.principalArn).toBe('arn:aws:iam::123456789012:role/reporting');
     expect(entry.dbUser).toMatch(/^\{\{resolve:secretsmanager:<Ref:DatabaseSecret.*>:SecretString:username::\}\}$/);
   });
@@ -513,6 +517,66 @@ describe('grantConnect', () => {
 });
 
 describe('ProxyTarget', () => {
+  test('fromCluster renders the cluster endpoint first, then every instance endpoint, and opens the cluster once', () => {
+    // GIVEN: an Aurora MySQL cluster with a writer and a reader
+    const fixture = newFixture('mysql');
+    const cluster = new rds.DatabaseCluster(fixture.stack, 'Orders', {
+      engine: rds.DatabaseClusterEngine.auroraMysql({ version: rds.AuroraMysqlEngineVersion.VER_3_08_2 }),
+      writer: rds.ClusterInstance.serverlessV2('Writer'),
+      readers: [rds.ClusterInstance.serverlessV2('Reader', { scaleWithWriter: true })],
+      vpc: fixture.vpc,
+    });
+    // WHEN
+    new DatabaseProxy(fixture.stack, 'Proxy', {
+      proxyTarget: ProxyTarget.fromCluster(cluster),
+      secrets: [cluster.secret!],
+      vpc: fixture.vpc,
+      image: TEST_IMAGE,
+    });
+    // THEN
+    const template = Template.fromStack(fixture.stack);
+    const clusterId = fixture.stack.getLogicalId(cluster.node.defaultChild as rds.CfnDBCluster);
+    const instanceId = (name: string) => fixture.stack.getLogicalId(cluster.node.findChild(name).node.defaultChild as rds.CfnDBInstance);
+    const port = `<GetAtt:${clusterId}.Endpoint.Port>`;
+    // The MySQL engine serves the first target only, so the DNS-followed cluster endpoint must lead.
+    expect(renderedConfig(template).targets).toEqual([
+      { host: `<GetAtt:${clusterId}.Endpoint.Address>`, port },
+      { host: `<GetAtt:${instanceId('Writer')}.Endpoint.Address>`, port },
+      { host: `<GetAtt:${instanceId('Reader')}.Endpoint.Address>`, port },
+    ]);
+    const databaseIngress = template.findResources('AWS::EC2::SecurityGroupIngress', {
+      Properties: { GroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^OrdersSecurityGroup'), 'GroupId'] } },
+    });
+    expect(Object.values(databaseIngress).map((rule) => rule.Properties.SourceSecurityGroupId)).toEqual([
+      { 'Fn::GetAtt': [SERVICE_SG, 'GroupId'] },
+    ]);
+    const statements = template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: ROLE }] } });
+    expect(JSON.stringify(statements)).not.toContain('rds:');
+  });
+
+  test('fromCluster renders the instance endpoints an imported cluster was given', () => {
+    const fixture = newFixture();
+    const cluster = rds.DatabaseCluster.fromDatabaseClusterAttributes(fixture.stack, 'Imported', {
+      clusterIdentifier: 'orders',
+      clusterEndpointAddress: 'orders.cluster-abc.us-east-1.rds.amazonaws.com',
+      instanceEndpointAddresses: ['orders-1.abc.us-east-1.rds.amazonaws.com', 'orders-2.abc.us-east-1.rds.amazonaws.com'],
+      port: 5432,
+      engine: rds.DatabaseClusterEngine.auroraPostgres({ version: rds.AuroraPostgresEngineVersion.VER_16_8 }),
+      securityGroups: [ec2.SecurityGroup.fromSecurityGroupId(fixture.stack, 'ImportedSg', 'sg-0d0d0d0d0d0d0d0d0')],
+    });
+    new DatabaseProxy(fixture.stack, 'Proxy', {
+      proxyTarget: ProxyTarget.fromCluster(cluster),
+      secrets: [fixture.cluster.secret!],
+      vpc: fixture.vpc,
+      image: TEST_IMAGE,
+    });
+    expect(renderedConfig(Template.fromStack(fixture.stack)).targets).toEqual([
+      { host: 'orders.cluster-abc.us-east-1.rds.amazonaws.com', port: 5432 },
+      { host: 'orders-1.abc.us-east-1.rds.amazonaws.com', port: 5432 },
+      { host: 'orders-2.abc.us-east-1.rds.amazonaws.com', port: 5432 },
+    ]);
+  });
+
   test('fromInstance serves an RDS instance and opens its security group, without RDS API permissions', () => {
     // GIVEN
     const fixture = newFixture();

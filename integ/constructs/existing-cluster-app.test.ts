@@ -61,19 +61,27 @@ describe('a separate app using the package', () => {
     expect(renderedConfig(template)).toMatchObject({
       proxyName: 'orders',
       engineFamily: 'POSTGRESQL',
-      targets: [{ host: 'orders.cluster-c1x2y3.eu-west-1.rds.amazonaws.com', port: 5432, dbClusterIdentifier: 'orders' }],
+      // Imported without instanceEndpointAddresses: the cluster endpoint alone, whose DNS record follows failovers.
+      targets: [{ host: 'orders.cluster-c1x2y3.eu-west-1.rds.amazonaws.com', port: 5432 }],
       auth: [{ secretArn: SECRET_ARN, iamAuth: 'REQUIRED' }],
-      iamAuthAllowList: [{ principalArn: expect.stringMatching(/^<GetAtt:ApiServiceRole.*\.Arn>$/), dbUser: 'orders_app' }],
+      iam: { allowList: [{ principalArn: expect.stringMatching(/^<GetAtt:ApiServiceRole.*\.Arn>$/), dbUser: 'orders_app' }] },
     });
   });
 
   test("renders a config the runtime's own parser accepts", () => {
     const config = renderedConfig(template);
-    // Fields the construct needs that the schema is still being extended with (see the construct's render-config).
-    const known = Object.fromEntries(Object.entries(config).filter(([key]) => key in configSchema.shape));
-    known.targets = config.targets.map(({ host, port }: { host: string; port: number }) => ({ host, port }));
-    known.tls = {};
-    expect(() => parseConfig(known)).not.toThrow();
+    // The only value left to deployment is the Lambda role's ARN; give it the shape CloudFormation resolves it to.
+    expect(config.iam.allowList).toHaveLength(1);
+    config.iam.allowList[0].principalArn = 'arn:aws:iam::111122223333:role/OrdersService-ApiServiceRole';
+    // Every rendered field is part of the runtime's contract: nothing is dropped before parsing.
+    expect(Object.keys(config).every((key) => key in configSchema.shape)).toBe(true);
+    const parsed = parseConfig(config);
+    expect(parsed).toMatchObject({
+      admin: { host: '0.0.0.0', port: 8080 },
+      metrics: { enabled: true, namespace: 'Tidepool', publishIntervalSeconds: 60 },
+      iam: { allowList: [{ principalArn: 'arn:aws:iam::111122223333:role/OrdersService-ApiServiceRole', dbUser: 'orders_app' }] },
+      tls: {},
+    });
   });
 
   test('opens the existing cluster security group to the proxy tasks on 5432', () => {
@@ -96,18 +104,18 @@ describe('a separate app using the package', () => {
     });
   });
 
-  test('scopes writer discovery and secret reads to the existing cluster and secret', () => {
+  test('scopes secret reads to the existing secret and grants no RDS API access', () => {
+    const taskPolicies = template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^OrdersProxyIAMRole') }] },
+    });
+    expect(Object.keys(taskPolicies)).toHaveLength(1);
     template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('^OrdersProxyIAMRole') }],
       PolicyDocument: {
-        Statement: Match.arrayWith([
-          { Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET_ARN },
-          {
-            Effect: 'Allow',
-            Action: 'rds:DescribeDBClusters',
-            Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':rds:eu-west-1:111122223333:cluster:orders']] },
-          },
-        ]),
+        Statement: Match.arrayWith([{ Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET_ARN }]),
       },
     });
+    // The runtime probes the targets over SQL to find the writer; it never calls the RDS API.
+    expect(JSON.stringify(taskPolicies)).not.toContain('rds:');
   });
 });

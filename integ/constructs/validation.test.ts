@@ -3,7 +3,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { DatabaseProxy, DatabaseProxyProps, EngineFamily, ProxyTarget } from '../../constructs';
+import { DatabaseProxy, DatabaseProxyProps, EngineFamily, ProxyTarget, ProxyTlsCertificate } from '../../constructs';
 import { Fixture, newFixture, TEST_IMAGE } from './support';
 
 /**
@@ -135,6 +135,21 @@ describe('DatabaseProxy validation', () => {
     expect(() => proxyWith({ metricsNamespace: 'AWS/RDS' })).toThrow(/metricsNamespace must .*not start with 'AWS\/'/);
   });
 
+  test('fails when metricsNamespace is longer than CloudWatch allows, naming the prop', () => {
+    expect(() => proxyWith({ metricsNamespace: 'N'.repeat(256) })).toThrow(/metricsNamespace: .*255.*metrics\.namespace = "N{256}"/);
+  });
+
+  test('fails when the TLS certificate secret is not a Secrets Manager secret, naming the prop', () => {
+    const certificate = secretsmanager.Secret.fromSecretCompleteArn(
+      fixture.stack,
+      'NotASecret',
+      'arn:aws:ssm:us-east-1:123456789012:parameter/tidepool-certificate-AbCdEf',
+    );
+    expect(() => proxyWith({ tlsCertificate: ProxyTlsCertificate.fromSecret(certificate) })).toThrow(
+      /tlsCertificate: must be a Secrets Manager secret ARN \(rendered as tls\.secretArn = "arn:aws:ssm:/,
+    );
+  });
+
   test('fails for a SQL Server target', () => {
     const instance = new rds.DatabaseInstance(fixture.stack, 'SqlServer', {
       engine: rds.DatabaseInstanceEngine.sqlServerEx({ version: rds.SqlServerEngineVersion.VER_16 }),
@@ -159,6 +174,22 @@ describe('DatabaseProxy validation', () => {
   test('fails for self-managed endpoints without any endpoint', () => {
     expect(() => proxyWith({ proxyTarget: ProxyTarget.fromEndpoints({ engineFamily: EngineFamily.POSTGRESQL, endpoints: [] }) })).toThrow(
       /fromEndpoints\(\) needs at least one endpoint/,
+    );
+  });
+
+  test('fails synthesis when grantConnect() allows a principal that is not an IAM role or user, naming grantConnect()', () => {
+    // Grants are checked when the app synthesizes, so this proxy gets an app of its own.
+    const own = newFixture();
+    const proxy = new DatabaseProxy(own.stack, 'Proxy', {
+      proxyTarget: ProxyTarget.fromCluster(own.cluster),
+      secrets: [own.cluster.secret!],
+      vpc: own.vpc,
+      image: TEST_IMAGE,
+      iamAuth: true,
+    });
+    proxy.grantConnect(new iam.ArnPrincipal('arn:aws:iam::aws:policy/ReadOnlyAccess'), 'app');
+    expect(() => own.app.synth()).toThrow(
+      /grantConnect\(\): must be an IAM role or user ARN \(rendered as iam\.allowList\.0\.principalArn = "arn:aws:iam::aws:policy\/ReadOnlyAccess"\)/,
     );
   });
 

@@ -4,6 +4,10 @@
  */
 import { Socket, connect } from 'node:net';
 import * as mysql from 'mysql2/promise';
+import { nativePasswordToken } from '../../runtime/protocol/mysql/auth';
+import { AuthPlugin, CapabilityFlag } from '../../runtime/protocol/mysql/constants';
+import { MysqlPacketFramer, encodePacket } from '../../runtime/protocol/mysql/framing';
+import { MysqlResponseTracker, encodeHandshakeResponse41, parseHandshakeV10 } from '../../runtime/protocol/mysql/packets';
 import { MariadbServer, startMariadb } from '../harness/mariadb';
 import type { TidepoolProcess } from '../harness/tidepool';
 import { CommandOutput, runBinary } from '../pg/support';
@@ -122,4 +126,84 @@ export async function sysbench(
     qps: number(/queries:\s+\d+\s+\(([\d.]+) per sec/),
     output,
   };
+}
+
+/**
+ * A minimal protocol-level client for what drivers do not expose (server-side cursors,
+ * hand-made packets): logs in with mysql_native_password, then sends one command at a
+ * time and collects its whole response, using the proxy's own response tracker to know
+ * where it ends.
+ */
+export class RawMysqlClient {
+  private readonly framer = new MysqlPacketFramer();
+  private readonly queue: Buffer[] = [];
+  private waiter: (() => void) | null = null;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      for (const packet of this.framer.pushPackets(chunk)) this.queue.push(Buffer.from(packet.payload));
+      this.waiter?.();
+    });
+  }
+
+  static readonly CAPABILITIES =
+    CapabilityFlag.CLIENT_PROTOCOL_41 |
+    CapabilityFlag.CLIENT_SECURE_CONNECTION |
+    CapabilityFlag.CLIENT_PLUGIN_AUTH |
+    CapabilityFlag.CLIENT_LONG_PASSWORD |
+    CapabilityFlag.CLIENT_TRANSACTIONS |
+    CapabilityFlag.CLIENT_CONNECT_WITH_DB;
+
+  static async connect(proxy: TidepoolProcess, database = APP_DB): Promise<RawMysqlClient> {
+    const socket = connect({ host: proxy.host, port: proxy.port });
+    const client = new RawMysqlClient(socket);
+    const handshake = parseHandshakeV10(await client.nextPacket());
+    socket.write(
+      encodePacket(
+        encodeHandshakeResponse41({
+          capabilityFlags: RawMysqlClient.CAPABILITIES,
+          characterSet: 45,
+          username: APP_USER,
+          authResponse: nativePasswordToken(APP_PASSWORD, handshake.scramble),
+          database,
+          authPluginName: AuthPlugin.MYSQL_NATIVE_PASSWORD,
+        }),
+        1,
+      ),
+    );
+    const answer = await client.nextPacket();
+    if (answer[0] !== 0) throw new Error(`login failed: ${answer.toString('utf8', 9)}`);
+    return client;
+  }
+
+  /** Sends a command and resolves with every payload of its response. */
+  async command(payload: Buffer): Promise<{ payloads: Buffer[]; tracker: MysqlResponseTracker }> {
+    const tracker = new MysqlResponseTracker(RawMysqlClient.CAPABILITIES).start(payload[0]!, payload);
+    this.socket.write(encodePacket(payload, 0));
+    const payloads: Buffer[] = [];
+    while (!tracker.isComplete) {
+      const packet = await this.nextPacket();
+      payloads.push(packet);
+      tracker.feed(packet);
+    }
+    return { payloads, tracker };
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private async nextPacket(): Promise<Buffer> {
+    while (this.queue.length === 0) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no packet from the proxy within 10 s')), 10_000);
+        this.waiter = () => {
+          clearTimeout(timer);
+          this.waiter = null;
+          resolve();
+        };
+      });
+    }
+    return this.queue.shift()!;
+  }
 }

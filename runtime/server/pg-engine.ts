@@ -24,6 +24,7 @@ import { ProbeResult, Target, TargetGroup, TargetProber } from '../pool/target-g
 import type { ClientHandle, Engine, EngineStats } from './engine';
 import { SharedReadBuffer, adoptAcceptedSocket } from './sockets';
 import type { TlsSource } from './tls';
+import type { IamTokenVerifier } from '../secrets/iam-token';
 import { type ProxyMetrics, targetDimensionValue } from '../metrics';
 
 const SERVER_CONNECT_TIMEOUT_MS = 10_000;
@@ -98,6 +99,7 @@ export class PgEngine implements Engine {
     private readonly tls: TlsSource,
     private readonly log: Logger,
     private readonly metrics: ProxyMetrics,
+    iamVerifier: IamTokenVerifier | null,
   ) {
     this.targets = new TargetGroup(
       config.targets.map((t: TargetConfig) => ({ host: t.host, port: t.port ?? 5432 })),
@@ -149,6 +151,7 @@ export class PgEngine implements Engine {
       statements: new StatementRegistry(),
       cancelTargets: new CancelRegistry(),
       startupCache: new StartupParamCache(),
+      iamVerifier,
       events,
       sendCancel: (backend) => this.sendCancel(backend),
     };

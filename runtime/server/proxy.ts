@@ -8,6 +8,7 @@ import { TidepoolConfig, defaultPortFor } from '../config/schema';
 import { ProxyError } from '../errors';
 import { createMetricsRuntime, targetDimensionValue, type TargetGauges } from '../metrics';
 import { CombinedCredentialSource, startSecretsManagerSource } from '../secrets/secrets-manager';
+import { createIamTokenVerifier } from '../secrets/iam-token';
 import type { Credential } from '../session/types';
 import { startAdminServer } from './admin';
 import { StaticCredentialSource, loadFileCredentials } from './credentials';
@@ -53,6 +54,16 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       .map((status) => (status.username === undefined ? undefined : credentials.lookup(status.username)))
       .find((credential) => credential !== undefined);
   const tls = await startTlsSource(config, options.baseDir, log);
+  const iamVerifier = config.auth.some((entry) => entry.iamAuth === 'REQUIRED')
+    ? createIamTokenVerifier({
+        proxyName: config.proxyName,
+        ...(config.aws.region !== undefined ? { region: config.aws.region } : {}),
+        ...(config.iam.stsHostAllowList !== undefined ? { stsHostAllowList: config.iam.stsHostAllowList } : {}),
+        allowList: config.iam.allowList,
+        cacheTtlSeconds: config.iam.cacheTtl,
+        rateLimit: { perSecond: config.iam.rateLimit },
+      })
+    : null;
   const metricsRuntime = createMetricsRuntime({
     proxyName: config.proxyName,
     metrics: config.metrics,
@@ -64,7 +75,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const engine: Engine =
     config.engineFamily === 'MYSQL'
       ? new MysqlEngine(config, config.targets[0]!, credentials, tls.secureContext, log)
-      : new PgEngine(config, credentials, probeCredential, tls, log, metricsRuntime.metrics);
+      : new PgEngine(config, credentials, probeCredential, tls, log, metricsRuntime.metrics, iamVerifier);
   engine.start?.();
   metricsRuntime.start();
   const clients = new Set<ClientHandle>();

@@ -13,6 +13,7 @@ import { FramingFailure, FrontendFramer, StartupFramer } from '../../protocol/pg
 import {
   AUTHENTICATION_OK,
   TransactionStatus,
+  authenticationCleartext,
   authenticationMd5,
   authenticationSasl,
   authenticationSaslContinue,
@@ -29,6 +30,7 @@ import {
   withName,
 } from '../../protocol/pg/messages';
 import { PIN_REASONS, classifySql } from '../../protocol/pg/pinning';
+import { RATE_LIMIT_MESSAGE as IAM_RATE_LIMIT_MESSAGE, TLS_REQUIRED_MESSAGE as IAM_TLS_REQUIRED_MESSAGE, type IamTokenVerifier } from '../../secrets/iam-token';
 import { decodeStartupPacket, parseOptionsParameter } from '../../protocol/pg/startup';
 import { BorrowRequest, ConnectionBroker, Credential, CredentialSource, PoolKey, ReleaseMode } from '../types';
 import type { BackendPeer, PgBackend } from './backend';
@@ -79,6 +81,8 @@ export interface PgSessionContext {
   readonly statements: StatementRegistry;
   readonly cancelTargets: CancelRegistry;
   readonly startupCache: StartupParamCache;
+  /** Verifies IAM tokens for users whose secret has iamAuth REQUIRED; null when none has. */
+  readonly iamVerifier: Pick<IamTokenVerifier, 'verify'> | null;
   readonly events: PgSessionEvents;
   /** Forwards a cancel to the server connection's own backend process. */
   sendCancel(backend: PgBackend): void;
@@ -390,6 +394,17 @@ export class PgClientSession implements BackendPeer {
 
   private beginAuthentication(): void {
     const credential = this.credential;
+    if (credential?.iamAuth === 'REQUIRED') {
+      // The IAM token arrives as a cleartext password, so only over TLS.
+      if (!this.transport.isTls) {
+        this.context.events.onAuthFailed(this.user, 'IAM authentication without TLS');
+        this.fail(new ProxyError('TLS_REQUIRED', IAM_TLS_REQUIRED_MESSAGE));
+        return;
+      }
+      this.iamPending = true;
+      this.transport.write(authenticationCleartext());
+      return;
+    }
     if (credential?.clientPasswordAuthType === 'POSTGRES_MD5') {
       this.md5Salt = md5ServerSalt();
       this.transport.write(authenticationMd5(this.md5Salt));
@@ -403,6 +418,12 @@ export class PgClientSession implements BackendPeer {
 
   private onPasswordMessage(data: Buffer, start: number, end: number): void {
     const body = data.subarray(start + 5, end);
+    if (this.iamPending) {
+      this.iamPending = false;
+      const token = readCString(body, 0)?.value ?? '';
+      this.verifyIamToken(token);
+      return;
+    }
     if (this.md5Salt) {
       const response = readCString(body, 0);
       const ok =
@@ -442,6 +463,32 @@ export class PgClientSession implements BackendPeer {
   }
 
   private scramStarted = false;
+  /** Waiting for an IAM token as a cleartext password. */
+  private iamPending = false;
+
+  private verifyIamToken(token: string): void {
+    const verifier = this.context.iamVerifier;
+    if (verifier === null) {
+      this.authFailed('IAM authentication is not configured');
+      return;
+    }
+    verifier.verify(token, this.user, { tls: this.transport.isTls }).then(
+      (result) => {
+        if (this.phase !== Phase.Authenticating) return;
+        if (result.ok) {
+          this.authenticated();
+          return;
+        }
+        this.context.events.onAuthFailed(this.user, `IAM: ${result.reason}`);
+        const message =
+          result.code === 'RATE_LIMITED'
+            ? IAM_RATE_LIMIT_MESSAGE
+            : `IAM authentication failed for user ${this.user}. Check the IAM token for this user and try again.`;
+        this.fail(new ProxyError('AUTH_FAILED', message));
+      },
+      () => this.authFailed('IAM token verification failed'),
+    );
+  }
 
   private authFailed(reason: string): void {
     this.context.events.onAuthFailed(this.user, reason);
