@@ -26,6 +26,8 @@ export type ProxyErrorCode =
   | 'SHUTTING_DOWN'
   /** A feature the client asked for is not supported (e.g. a protocol version). */
   | 'FEATURE_NOT_SUPPORTED'
+  /** Too many client connections, or too many new ones per second. */
+  | 'CLIENT_LIMIT'
   /** Anything unexpected: a bug, reported without internals. */
   | 'INTERNAL';
 

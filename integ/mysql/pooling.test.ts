@@ -5,7 +5,7 @@
 import type { Connection } from 'mysql2/promise';
 import type { MariadbServer } from '../harness/mariadb';
 import { TidepoolProcess, startTidepool } from '../harness/tidepool';
-import { APP_DB, APP_PASSWORD, APP_USER, connectThroughProxy, mariadbThroughProxy, queryValue, serverConnectionCount, startServerWithAppUser } from './support';
+import { APP_DB, APP_PASSWORD, APP_USER, RawMysqlClient, connectThroughProxy, mariadbThroughProxy, queryValue, serverConnectionCount, startServerWithAppUser } from './support';
 
 let server: MariadbServer;
 let proxy: TidepoolProcess;
@@ -139,6 +139,56 @@ describe('binary prepared statements multiplex', () => {
     }
     expect(seen.size).toBe(2);
     await Promise.all([a.end(), b.end()]);
+  });
+
+  test('a server-side cursor keeps its connection until the last row is fetched; COM_STMT_SEND_LONG_DATA reaches the execute', async () => {
+    const raw = await RawMysqlClient.connect(proxy);
+    const other = await connectThroughProxy(proxy);
+    try {
+      const prepare = (sql: string) => raw.command(Buffer.concat([Buffer.from([0x16]), Buffer.from(sql)]));
+      const prepared = await prepare('SELECT seq FROM seq_1_to_5');
+      const statementId = prepared.tracker.prepareOk!.statementId;
+      const execute = Buffer.alloc(10);
+      execute[0] = 0x17;
+      execute.writeUInt32LE(statementId, 1);
+      execute[5] = 0x01; // CURSOR_TYPE_READ_ONLY
+      execute.writeUInt32LE(1, 6);
+      const opened = await raw.command(execute);
+      expect(opened.tracker.cursorOpen).toBe(true);
+      const fetch = Buffer.alloc(9);
+      fetch[0] = 0x1c;
+      fetch.writeUInt32LE(statementId, 1);
+      fetch.writeUInt32LE(3, 5);
+      const rowsSeen: number[] = [];
+      for (let round = 0; round < 2; round++) {
+        // Another client's transaction in between: it must get the other connection, not the cursor's.
+        await other.query('BEGIN');
+        await other.query('SELECT 1');
+        const fetched = await raw.command(fetch);
+        await other.query('COMMIT');
+        // Binary rows: 0x00 header, NULL bitmap, then the BIGINT UNSIGNED value.
+        for (const payload of fetched.payloads) if (payload[0] === 0x00 && payload.length === 10) rowsSeen.push(Number(payload.readBigUInt64LE(2)));
+      }
+      expect(rowsSeen).toEqual([1, 2, 3, 4, 5]);
+
+      // Long data: the parameter sent in pieces must reach the execute on the same connection.
+      const withParameter = await prepare('SELECT CONCAT(?, \'!\')');
+      const parameterStatement = withParameter.tracker.prepareOk!.statementId;
+      for (const piece of ['long ', 'data']) {
+        const longData = Buffer.concat([Buffer.from([0x18]), Buffer.alloc(6), Buffer.from(piece)]);
+        longData.writeUInt32LE(parameterStatement, 1);
+        raw.send(longData);
+      }
+      // Execute: no cursor, 1 iteration, NULL bitmap 0, types bound: MYSQL_TYPE_STRING (0xfe).
+      const executeLong = Buffer.from([0x17, 0, 0, 0, 0, 0x00, 1, 0, 0, 0, 0x00, 0x01, 0xfe, 0x00]);
+      executeLong.writeUInt32LE(parameterStatement, 1);
+      const result = await raw.command(executeLong);
+      const row = result.payloads.find((payload) => payload[0] === 0x00 && payload.length > 2 && payload.includes(0x21));
+      expect(row?.toString('utf8', 3)).toBe('long data!');
+    } finally {
+      raw.close();
+      await other.end();
+    }
   });
 
   test('parameter types stay right when the same SQL is shared by clients binding different types', async () => {

@@ -189,6 +189,11 @@ export class RawMysqlClient {
     return { payloads, tracker };
   }
 
+  /** Sends a command that has no response (COM_STMT_SEND_LONG_DATA, COM_STMT_CLOSE). */
+  send(payload: Buffer): void {
+    this.socket.write(encodePacket(payload, 0));
+  }
+
   close(): void {
     this.socket.destroy();
   }

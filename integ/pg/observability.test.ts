@@ -192,7 +192,8 @@ test('/metrics is valid Prometheus text and carries the proxy metrics', async ()
   const type = new RegExp(`^# TYPE ${metricName} (?:counter|gauge|histogram|summary|untyped)$`);
   const lines = response.body.split('\n');
   expect(lines[lines.length - 1]).toBe('');
-  const bad = lines.slice(0, -1).filter((l) => !(sample.test(l) || help.test(l) || type.test(l)));
+  // The text format allows empty lines (prom-client separates families with one).
+  const bad = lines.slice(0, -1).filter((l) => !(l === '' || sample.test(l) || help.test(l) || type.test(l)));
   expect(bad).toEqual([]);
 
   const samples = new Map<string, number[]>();
@@ -214,7 +215,7 @@ test('/metrics is valid Prometheus text and carries the proxy metrics', async ()
   expect(one('tidepool_query_requests_total')).toBeGreaterThanOrEqual(4);
   expect(one('tidepool_database_connections')).toBeGreaterThanOrEqual(1);
   expect(one('tidepool_database_connections_currently_session_pinned')).toBeGreaterThanOrEqual(1);
-  expect(one('tidepool_query_response_latency_seconds_count')).toBeGreaterThanOrEqual(4);
+  expect(one('tidepool_database_connections_borrow_latency_seconds_count')).toBeGreaterThanOrEqual(1);
   // Every TYPE'd family is declared once.
   const declared = lines.filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]);
   expect(new Set(declared).size).toBe(declared.length);
@@ -274,6 +275,28 @@ test('a failover shows in /status: old writer UNAVAILABLE, promoted standby READ
   openClients.push(after);
   expect((await after.query('SELECT pg_is_in_recovery() AS r')).rows[0]).toEqual({ r: false });
   expect((await after.query('SELECT inet_server_port() AS p')).rows[0]).toEqual({ p: standby.port });
+});
+
+// BUG: QueryResponseLatency and QueryDatabaseResponseLatency are never recorded. ProxyMetrics has
+// queryResponseLatency() and queryDatabaseResponseLatency() (runtime/metrics/proxy-metrics.ts), but
+// nothing in runtime/ calls them (runtime/server/pg-engine.ts wires onQueryRequest → queryRequest and
+// onBorrowed → borrowed only). Expected: after N queries the latency histograms count N (or more);
+// actual: tidepool_query_response_latency_seconds_count and
+// tidepool_query_database_response_latency_seconds_count stay 0 (and CloudWatch gets no such datums).
+test.failing('/metrics query latency histograms count the queries that ran', async () => {
+  const scrapeCount = async (name: string): Promise<number> => {
+    const body = (await get(proxy, '/metrics')).body;
+    return body
+      .split('\n')
+      .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+      .reduce((acc, l) => acc + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  };
+  const beforeClient = await scrapeCount('tidepool_query_response_latency_seconds_count');
+  const beforeDatabase = await scrapeCount('tidepool_query_database_response_latency_seconds_count');
+  const client = await obsClient(proxy);
+  for (let i = 0; i < 5; i++) await client.query('SELECT pg_sleep(0.01)');
+  expect((await scrapeCount('tidepool_query_response_latency_seconds_count')) - beforeClient).toBeGreaterThanOrEqual(5);
+  expect((await scrapeCount('tidepool_query_database_response_latency_seconds_count')) - beforeDatabase).toBeGreaterThanOrEqual(5);
 });
 
 /** The largest value a datum carries (a gauge's maximum over the period). */
@@ -346,12 +369,11 @@ test('CloudWatch: after a scripted workload the pushed data has the expected met
     expect(max('ClientConnections')).toBeLessThanOrEqual(11);
     expect(max('DatabaseConnectionsCurrentlySessionPinned')).toBeLessThanOrEqual(3);
     expect(total('ClientConnectionsSetupFailedAuth')).toBeLessThanOrEqual(1);
-    for (const d of cloudWatch.datums()) {
-      expect({ metric: d.MetricName, min: d.StatisticValues?.Minimum ?? Math.min(...(d.Values ?? [d.Value ?? 0])) }).toEqual({
-        metric: d.MetricName,
-        min: expect.toBeNonNegative(),
-      });
-    }
+    const negative = cloudWatch
+      .datums()
+      .filter((d) => (d.StatisticValues?.Minimum ?? Math.min(...(d.Values ?? [d.Value ?? 0]))) < 0)
+      .map((d) => d.MetricName);
+    expect(negative).toEqual([]);
     expect(new Set(cloudWatch.requests.map((r) => r.namespace))).toEqual(new Set(['TidepoolTest']));
     expect(cloudWatch.datums().every((d) => d.Dimensions.some((x) => x.Name === 'ProxyName' && x.Value === 'obs-cw'))).toBe(true);
     // The database-side metrics also come per target with the writer role.

@@ -382,3 +382,53 @@ describe('config validation', () => {
     expect(out.stderr).toContain('TIDEPOOL_CONFIG');
   });
 });
+
+describe('client connection limits, before any authentication work', () => {
+  test('maxClientConnections refuses the next client with 53300 and the spec message; others keep working', async () => {
+    const limited = await startTidepool({
+      targets: [{ host: server.host, port: server.port }],
+      users: [{ name: APP_USER, password: APP_PASSWORD }],
+      config: { limits: { maxClientConnections: 2 } },
+    });
+    try {
+      const first = await connectedClient(limited);
+      const second = await connectedClient(limited);
+      await expect(connectedClient(limited)).rejects.toMatchObject({ code: '53300', message: 'Number simultaneous connections exceeded (2)' });
+      expect((await first.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+      await second.end();
+      const third = await connectedClient(limited);
+      expect((await third.query('SELECT 2 AS two')).rows[0].two).toBe(2);
+      await first.end();
+      await third.end();
+    } finally {
+      await limited.stop();
+    }
+  });
+
+  test('a connection storm above clientConnectionsPerSecond is shed with the spec message', async () => {
+    const limited = await startTidepool({
+      targets: [{ host: server.host, port: server.port }],
+      users: [{ name: APP_USER, password: APP_PASSWORD }],
+      config: { limits: { clientConnectionsPerSecond: 5 } },
+    });
+    try {
+      const attempts = await Promise.all(
+        Array.from({ length: 30 }, () => connectedClient(limited).then((c) => c, (e: Error & { code?: string }) => e)),
+      );
+      const refused = attempts.filter((a): a is Error & { code?: string } => a instanceof Error);
+      const admitted = attempts.filter((a) => !(a instanceof Error)) as Awaited<ReturnType<typeof connectedClient>>[];
+      expect(admitted.length).toBeGreaterThanOrEqual(1);
+      expect(refused.length).toBeGreaterThanOrEqual(1);
+      for (const error of refused) {
+        expect(error.code).toBe('53300');
+        expect(error.message).toBe('Connections rate limit exceeded (5)');
+      }
+      for (const client of admitted) {
+        expect((await client.query('SELECT 3 AS three')).rows[0].three).toBe(3);
+        await client.end();
+      }
+    } finally {
+      await limited.stop();
+    }
+  });
+});

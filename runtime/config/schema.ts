@@ -141,6 +141,10 @@ export const limitsSchema = z.strictObject({
   loginTimeout: seconds(600).default(30),
   /** Seconds SIGTERM waits for open transactions before closing everything. @default 30 */
   shutdownTimeout: seconds(3600).default(30),
+  /** Most client connections open at once; more are refused before any authentication work. @default 50000 */
+  maxClientConnections: z.number().int().min(1).max(1_000_000).default(50_000),
+  /** New client connections accepted per second (0: no limit); more are refused before any authentication work. @default 0 */
+  clientConnectionsPerSecond: z.number().int().min(0).max(1_000_000).default(0),
 });
 
 export const configSchema = z

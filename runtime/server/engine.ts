@@ -38,6 +38,8 @@ export interface Engine {
   readonly takesPausedSockets?: boolean;
   /** Starts background work (writer probing). */
   start?(): void;
+  /** Refuses a freshly accepted client in the protocol's own form (before any authentication work). */
+  refuseClient?(socket: Socket, error: ProxyError): void;
   /** Takes over a freshly accepted client socket. */
   acceptClient(socket: Socket, onClosed: (client: ClientHandle) => void): ClientHandle;
   /** Periodic pool work (borrow timeouts, idle trimming); called by the proxy's one scheduler. */

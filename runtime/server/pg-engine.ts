@@ -8,7 +8,8 @@ import type { Logger } from 'pino';
 import type { TargetConfig, TidepoolConfig } from '../config/schema';
 import { ProxyError } from '../errors';
 import { ConnectionPool } from '../pool/pool';
-import { cancelRequest } from '../protocol/pg/messages';
+import { cancelRequest, errorResponse } from '../protocol/pg/messages';
+import { pgErrorFields } from '../protocol/pg/errors';
 import { PgBackend } from '../session/pg/backend';
 import {
   CancelRegistry,
@@ -206,6 +207,12 @@ export class PgEngine implements Engine {
 
   start(): void {
     this.targets.start();
+  }
+
+  refuseClient(socket: Socket, error: ProxyError): void {
+    // libpq and pg read an ErrorResponse sent before or instead of the answer to SSLRequest.
+    socket.on('error', () => socket.destroy());
+    socket.end(errorResponse(pgErrorFields(error, { duringStartup: true })));
   }
 
   sweep(): void {

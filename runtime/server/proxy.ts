@@ -80,10 +80,18 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   metricsRuntime.start();
   const clients = new Set<ClientHandle>();
   let draining = false;
+  const admission = new ClientAdmission(config.limits.maxClientConnections, config.limits.clientConnectionsPerSecond);
 
   const server: Server = createServer({ noDelay: true, pauseOnConnect: true }, (socket: Socket) => {
     if (draining) {
       socket.destroy();
+      return;
+    }
+    const refusal = admission.admit(clients.size);
+    if (refusal !== null) {
+      log.warn({ event: 'client-refused', reason: refusal.message }, refusal.message);
+      if (engine.refuseClient) engine.refuseClient(socket, refusal);
+      else socket.destroy();
       return;
     }
     if (!engine.takesPausedSockets) socket.resume();
@@ -210,4 +218,35 @@ function engineGauges(engine: Engine): TargetGauges[] {
       maxConnectionsAllowed: isWriter ? stats.limits.maxConnections : 0,
     };
   });
+}
+
+/**
+ * The client connection limits, checked at accept time before any authentication work, with
+ * RDS Proxy's messages. The rate limit is a token bucket refilled continuously.
+ */
+export class ClientAdmission {
+  private tokens: number;
+  private refilledAt: number;
+
+  constructor(
+    private readonly maxClients: number,
+    private readonly perSecond: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.tokens = perSecond;
+    this.refilledAt = now();
+  }
+
+  admit(openClients: number): ProxyError | null {
+    if (openClients >= this.maxClients) {
+      return new ProxyError('CLIENT_LIMIT', `Number simultaneous connections exceeded (${this.maxClients})`);
+    }
+    if (this.perSecond === 0) return null;
+    const now = this.now();
+    this.tokens = Math.min(this.perSecond, this.tokens + ((now - this.refilledAt) * this.perSecond) / 1000);
+    this.refilledAt = now;
+    if (this.tokens < 1) return new ProxyError('CLIENT_LIMIT', `Connections rate limit exceeded (${this.perSecond})`);
+    this.tokens -= 1;
+    return null;
+  }
 }

@@ -41,6 +41,7 @@ const MAPPINGS: Record<ProxyErrorCode, Mapping> = {
   SHUTTING_DOWN: { code: 1053, sqlState: '08S01', fatal: true },
   FEATURE_NOT_SUPPORTED: { code: 1235, sqlState: '42000', fatal: false },
   INTERNAL: { code: 1105, sqlState: 'HY000', fatal: false },
+  CLIENT_LIMIT: { code: 1040, sqlState: 'HY000', fatal: true },
 };
 
 /** A database's own ERR (from a server connection's login or the proxy's own queries), passed through as is. */

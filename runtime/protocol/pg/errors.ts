@@ -9,6 +9,7 @@
  * - IDLE_TIMEOUT: 57P05, PostgreSQL's own idle_session_timeout code.
  * - SERVER_CONNECTION_LOST: 08006; SERVER_CONNECT_FAILED: the database's own code when it gave one, else 08001.
  * - SHUTTING_DOWN: 57P01 (admin_shutdown).
+ * - CLIENT_LIMIT: 53300 (too_many_connections): limits.maxClientConnections or clientConnectionsPerSecond.
  */
 import type { ProxyError, ProxyErrorCode } from '../../errors';
 import type { ErrorFields } from './messages';
@@ -32,6 +33,7 @@ const MAPPINGS: Record<ProxyErrorCode, Mapping> = {
   SHUTTING_DOWN: { sqlState: '57P01', fatal: true },
   FEATURE_NOT_SUPPORTED: { sqlState: '0A000', fatal: true },
   INTERNAL: { sqlState: 'XX000', fatal: false },
+  CLIENT_LIMIT: { sqlState: '53300', fatal: true },
 };
 
 export function isFatalForClient(error: ProxyError): boolean {
