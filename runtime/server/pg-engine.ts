@@ -26,6 +26,7 @@ import type { ClientHandle, Engine, EngineStats } from './engine';
 import { SharedReadBuffer, adoptAcceptedSocket } from './sockets';
 import type { TlsSource } from './tls';
 import type { IamTokenVerifier } from '../secrets/iam-token';
+import { isRefreshable } from '../secrets/secrets-manager';
 import { type ProxyMetrics, targetDimensionValue } from '../metrics';
 
 const SERVER_CONNECT_TIMEOUT_MS = 10_000;
@@ -246,6 +247,19 @@ export class PgEngine implements Engine {
   }
 
   private async openServerConnection(key: PoolKey): Promise<PgBackend> {
+    try {
+      return await this.openServerConnectionOnce(key);
+    } catch (error) {
+      // The database rejected the secret's password: it may have been rotated. Re-read the
+      // secret and, if it changed, try once more.
+      if (error instanceof ProxyError && error.serverDetail?.sqlState === '28P01' && isRefreshable(this.credentials)) {
+        if (await this.credentials.refresh(key.user)) return this.openServerConnectionOnce(key);
+      }
+      throw error;
+    }
+  }
+
+  private async openServerConnectionOnce(key: PoolKey): Promise<PgBackend> {
     const credential = this.credentials.lookup(key.user);
     if (!credential) throw new ProxyError('AUTH_FAILED', `no secret for user "${key.user}"`);
     // During a failover this waits; the client's borrow timeout bounds the wait.
