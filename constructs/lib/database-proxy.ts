@@ -540,7 +540,8 @@ export class DatabaseProxy extends DatabaseProxyBase {
 
   private readonly secrets: secretsmanager.ISecret[];
   private readonly iamAuth: boolean;
-  private readonly iamAuthAllowList: IamAuthAllowListEntry[] = [];
+  /** What grantConnect() has recorded; rendered as the runtime config's `iam.allowList`. */
+  private readonly iamAllowList: IamAuthAllowListEntry[] = [];
   private readonly baseConfig: RenderedConfig;
 
   constructor(scope: Construct, id: string, props: DatabaseProxyProps) {
@@ -629,7 +630,7 @@ export class DatabaseProxy extends DatabaseProxyBase {
     this.serviceSecurityGroup.addEgressRule(
       ec2.Peer.anyIpv4(),
       ec2.Port.tcp(HTTPS_PORT),
-      'AWS APIs (Secrets Manager, CloudWatch, STS, RDS, ECR) through NAT or VPC endpoints',
+      'AWS APIs (Secrets Manager, CloudWatch, STS, ECR) through NAT or VPC endpoints',
     );
     this.openDatabaseToTasks(target);
 
@@ -726,7 +727,7 @@ export class DatabaseProxy extends DatabaseProxyBase {
 
   /**
    * Lets `grantee` log in as `dbUser` with IAM authentication: records the principal in the allow-list the
-   * runtime enforces (IAM policies cannot express it, because the proxy verifies callers with
+   * runtime enforces (the runtime config's `iam.allowList`; IAM policies cannot express it, because the proxy verifies callers with
    * `sts:GetCallerIdentity`, which no policy can deny). When `grantee` is also connectable (a Lambda
    * function in the VPC, an instance), its security group is let in on the proxy's port too.
    *
@@ -752,7 +753,7 @@ export class DatabaseProxy extends DatabaseProxyBase {
         'grantConnect() has no effect while iamAuth is false: the proxy accepts only database passwords.',
       );
     }
-    this.iamAuthAllowList.push({ principalArn, dbUser: user });
+    this.iamAllowList.push({ principalArn, dbUser: user });
     const connections = connectionsOf(grantee);
     if (connections) this.connections.allowDefaultPortFrom(connections, 'IAM-authenticated client');
     return iam.Grant.drop(grantee, `connect to Tidepool proxy ${this.dbProxyName} as ${user}`);
@@ -769,7 +770,7 @@ export class DatabaseProxy extends DatabaseProxyBase {
   }
 
   private renderConfig(): RenderedConfig {
-    return { ...this.baseConfig, iamAuthAllowList: [...this.iamAuthAllowList] };
+    return { ...this.baseConfig, iam: { allowList: [...this.iamAllowList] } };
   }
 
   private openDatabaseToTasks(target: ProxyTargetConfig): void {
@@ -808,13 +809,6 @@ export class DatabaseProxy extends DatabaseProxyBase {
       reason:
         'cloudwatch:PutMetricData has no resource-level permissions; a cloudwatch:namespace condition scopes it. ' +
         'ecr:GetAuthorizationToken (execution role) has none either.',
-    });
-    // cdk-nag names the finding after the resource as written, so a concrete region or account shows as such.
-    const stack = Stack.of(this);
-    const written = (value: string, pseudo: string) => (Token.isUnresolved(value) ? `<AWS::${pseudo}>` : value);
-    Validations.of(this).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rds:${written(stack.region, 'Region')}:${written(stack.account, 'AccountId')}:db:*]`,
-      reason: "Writer discovery looks up the cluster's member instances, whose identifiers change with failovers and scaling.",
     });
     if (ownsCluster) {
       Validations.of(this.cluster).acknowledge({
@@ -931,11 +925,7 @@ function renderBaseConfig(
     proxyName: proxy.dbProxyName,
     engineFamily: target.engineFamily,
     listen: { host: '0.0.0.0', port: proxy.port },
-    targets: target.endpoints.map((endpoint) => ({
-      host: endpoint.hostname,
-      port: endpoint.port,
-      ...(target.dbClusterIdentifier !== undefined && { dbClusterIdentifier: target.dbClusterIdentifier }),
-    })),
+    targets: target.endpoints.map((endpoint) => ({ host: endpoint.hostname, port: endpoint.port })),
     auth,
     requireTls: props.requireTLS ?? true,
     tls: inputs.tlsSecret ? { secretArn: inputs.tlsSecret.secretArn } : {},
@@ -950,8 +940,8 @@ function renderBaseConfig(
     limits: { shutdownTimeout: inputs.drainSeconds },
     debugLogging: props.debugLogging ?? false,
     admin: { port: ADMIN_PORT },
-    metrics: { namespace: proxy.metricsNamespace, intervalSeconds: METRICS_INTERVAL_SECONDS },
-    iamAuthAllowList: [],
+    metrics: { namespace: proxy.metricsNamespace, publishIntervalSeconds: METRICS_INTERVAL_SECONDS },
+    iam: { allowList: [] },
   };
 }
 

@@ -1,4 +1,3 @@
-import { ArnFormat, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as rds from 'aws-cdk-lib/aws-rds';
@@ -21,7 +20,11 @@ export enum EngineFamily {
 export interface ProxyTargetConfig {
   /** The protocol the target's engine speaks. */
   readonly engineFamily: EngineFamily;
-  /** Where the proxy connects, in the order rendered into the runtime config's `targets`. */
+  /**
+   * Where the proxy connects, in the order rendered into the runtime config's `targets`. The runtime serves
+   * the writer among them: the PostgreSQL engine probes each one over SQL (`pg_is_in_recovery()`) and
+   * follows the one that is writable; the MySQL engine connects to the first one only.
+   */
   readonly endpoints: rds.Endpoint[];
   /**
    * The database side's security groups, opened to the proxy tasks on each endpoint's port.
@@ -30,14 +33,7 @@ export interface ProxyTargetConfig {
    */
   readonly connections?: ec2.IConnectable;
   /**
-   * An Aurora cluster's identifier, so the runtime can find the current writer with `rds:DescribeDBClusters`
-   * instead of waiting for the cluster endpoint's DNS record to change after a failover.
-   *
-   * @default - no writer discovery
-   */
-  readonly dbClusterIdentifier?: string;
-  /**
-   * Permissions the runtime needs to use the target (for example, writer discovery).
+   * Permissions the runtime needs to use the target, added to the task role.
    *
    * @default - none
    */
@@ -71,7 +67,26 @@ export abstract class ProxyTarget {
     return new InstanceTarget(instance);
   }
 
-  /** An Aurora PostgreSQL or Aurora MySQL cluster; the proxy serves its writer. */
+  /**
+   * An Aurora PostgreSQL or Aurora MySQL cluster; the proxy serves its writer.
+   *
+   * The rendered targets are the cluster (writer) endpoint first, then, when the cluster's instance
+   * endpoints are known at synthesis, each instance endpoint:
+   *
+   * - The cluster endpoint is always there and always first. Its DNS record follows failovers (and
+   *   instances added outside the CDK app, such as Aurora Auto Scaling replicas), so it is the target that
+   *   never goes stale; and it is the only target the MySQL engine uses, since that engine connects to the
+   *   first target without probing.
+   * - The instance endpoints let the PostgreSQL engine, which probes every target for writability, find a
+   *   promoted instance as soon as it accepts writes, rather than after the cluster endpoint's DNS record
+   *   changes (RDS Proxy likewise follows the cluster's instances, not the DNS record).
+   *
+   * Instance endpoints are known for a `DatabaseCluster` defined in the app (its `writer` and `readers`, or
+   * `instanceProps` instances) and for one imported with `instanceEndpointAddresses` and `port`. For a cluster
+   * imported without them, only the cluster endpoint is rendered: the proxy still follows failovers, once
+   * the DNS record changes. The runtime does not call the RDS API (no writer discovery through
+   * `DescribeDBClusters`), so the task role gets no RDS permission.
+   */
   public static fromCluster(cluster: rds.IDatabaseCluster): ProxyTarget {
     return new ClusterTarget(cluster);
   }
@@ -105,22 +120,23 @@ class ClusterTarget extends ProxyTarget {
   }
 
   public bind(proxy: IConstruct): ProxyTargetConfig {
-    const stack = Stack.of(proxy);
     return {
       engineFamily: engineFamilyOf(proxy, this.cluster, this.cluster.engine),
-      endpoints: [this.cluster.clusterEndpoint],
+      endpoints: [this.cluster.clusterEndpoint, ...knownInstanceEndpoints(this.cluster)],
       connections: this.cluster,
-      dbClusterIdentifier: this.cluster.clusterIdentifier,
-      policyStatements: [
-        new iam.PolicyStatement({ actions: ['rds:DescribeDBClusters'], resources: [this.cluster.clusterArn] }),
-        // The writer is a member instance whose identifier an imported cluster may not list, and
-        // DescribeDBInstances filtered by cluster cannot be scoped tighter than the account's instances.
-        new iam.PolicyStatement({
-          actions: ['rds:DescribeDBInstances'],
-          resources: [stack.formatArn({ service: 'rds', resource: 'db', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
-        }),
-      ],
     };
+  }
+}
+
+/**
+ * The cluster's instance endpoints when the app knows them; none for a cluster imported without
+ * `instanceEndpointAddresses` (aws-cdk-lib throws when they are read then).
+ */
+function knownInstanceEndpoints(cluster: rds.IDatabaseCluster): rds.Endpoint[] {
+  try {
+    return [...cluster.instanceEndpoints];
+  } catch {
+    return [];
   }
 }
 

@@ -1,31 +1,16 @@
 import { Token } from 'aws-cdk-lib';
-import { z } from 'zod';
-import { configSchema, targetSchema, tlsSchema, TidepoolConfigInput } from '../../../runtime/config/schema';
+import { configSchema, TidepoolConfigInput } from '../../../runtime/config/schema';
 
 /** The runtime's admin server (GET /healthz); the load balancer health-checks it. */
 export const ADMIN_PORT = 8080;
 /** How often each task publishes its metrics; the metric helpers' one-minute period matches it. */
 export const METRICS_INTERVAL_SECONDS = 60;
 
-type SchemaTarget = TidepoolConfigInput['targets'][number];
-type SchemaTls = NonNullable<TidepoolConfigInput['tls']>;
+/** One entry of the runtime's IAM allow-list (`iam.allowList`), as grantConnect() writes it. */
+export type IamAuthAllowListEntry = NonNullable<NonNullable<TidepoolConfigInput['iam']>['allowList']>[number];
 
-export interface IamAuthAllowListEntry {
-  readonly principalArn: string;
-  readonly dbUser: string;
-}
-
-/**
- * What the construct writes into TIDEPOOL_CONFIG: the runtime's config contract plus the fields listed in
- * FIELDS_THE_SCHEMA_MAY_LACK, which the construct needs and the schema is being extended with.
- */
-export type RenderedConfig = Omit<TidepoolConfigInput, 'targets' | 'tls'> & {
-  targets: Array<SchemaTarget & { dbClusterIdentifier?: string }>;
-  tls: SchemaTls & { secretArn?: string };
-  admin: { port: number };
-  metrics: { namespace: string; intervalSeconds: number };
-  iamAuthAllowList: IamAuthAllowListEntry[];
-};
+/** What the construct writes into TIDEPOOL_CONFIG: exactly the runtime's config contract. */
+export type RenderedConfig = TidepoolConfigInput;
 
 export interface ConfigProblem {
   /** The construct prop a user would change, or the config path when no prop maps to it. */
@@ -38,7 +23,7 @@ export interface ConfigProblem {
  * runtime would refuse at start. Tokens (ARNs, endpoints) are swapped for well-formed stand-ins first.
  */
 export function validateRenderedConfig(config: RenderedConfig): ConfigProblem[] {
-  const candidate = withoutFieldsUnknownToSchema(withStandInsForTokens(config) as RenderedConfig);
+  const candidate = withStandInsForTokens(config);
   const result = configSchema.safeParse(candidate);
   if (result.success) return [];
   return result.error.issues.map((issue) => {
@@ -47,39 +32,6 @@ export function validateRenderedConfig(config: RenderedConfig): ConfigProblem[] 
     const rendered = value === undefined ? '' : ` (rendered as ${configPath || '(root)'} = ${JSON.stringify(value)})`;
     return { prop: propForConfigPath(configPath), message: `${issue.message}${rendered}` };
   });
-}
-
-/**
- * Fields the construct renders that an older schema may not define. Each is dropped before validation
- * only while the schema lacks it, so once schema.ts gains a field it is validated with no change here.
- */
-const FIELDS_THE_SCHEMA_MAY_LACK = {
-  root: ['admin', 'metrics', 'iamAuthAllowList'],
-  tls: ['secretArn'],
-  target: ['dbClusterIdentifier'],
-} as const;
-
-function withoutFieldsUnknownToSchema(config: RenderedConfig): Record<string, unknown> {
-  const copy: Record<string, unknown> = { ...config };
-  for (const key of FIELDS_THE_SCHEMA_MAY_LACK.root) {
-    if (!schemaDefines(configSchema, key)) delete copy[key];
-  }
-  copy.tls = omitUnknown(config.tls, tlsSchema, FIELDS_THE_SCHEMA_MAY_LACK.tls);
-  copy.targets = config.targets.map((target) => omitUnknown(target, targetSchema, FIELDS_THE_SCHEMA_MAY_LACK.target));
-  return copy;
-}
-
-function omitUnknown(value: object, schema: z.ZodType, keys: readonly string[]): Record<string, unknown> {
-  const copy: Record<string, unknown> = { ...value };
-  for (const key of keys) {
-    if (!schemaDefines(schema, key)) delete copy[key];
-  }
-  return copy;
-}
-
-function schemaDefines(schema: z.ZodType, key: string): boolean {
-  const shape = (schema as unknown as { shape?: Record<string, unknown> }).shape;
-  return shape !== undefined && key in shape;
 }
 
 const STAND_IN_ARNS: Record<string, string> = {
@@ -117,7 +69,7 @@ const PROP_FOR_CONFIG_PATH: ReadonlyArray<readonly [RegExp, string]> = [
   [/^targets/, 'proxyTarget'],
   [/^tls/, 'tlsCertificate'],
   [/^metrics/, 'metricsNamespace'],
-  [/^iamAuthAllowList/, 'grantConnect()'],
+  [/^iam\.allowList/, 'grantConnect()'],
 ];
 
 function propForConfigPath(configPath: string): string {
