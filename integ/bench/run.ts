@@ -10,6 +10,8 @@ import { PgbouncerServer, startPgbouncer } from '../harness/pgbouncer';
 import { cpuTimeMicros } from '../harness/processes';
 import { TidepoolProcess, startTidepool } from '../harness/tidepool';
 import { runBinary } from '../pg/support';
+import { runMysqlBench } from './mysql';
+import { failoverRow, idleClientsRow, tlsRow } from './pg-extra';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10);
@@ -96,8 +98,9 @@ async function main(): Promise<void> {
   let bouncer: PgbouncerServer | undefined;
   let proxy: TidepoolProcess | undefined;
   try {
-    // max_connections 200 (so 100 direct clients fit) and maxConnectionsPercent 10: a pool of 20, like PgBouncer's pool_size.
-    server = await startPostgres({ maxConnections: 200 });
+    // max_connections 210 (so 100 direct clients fit) and maxConnectionsPercent 10: 21 connections, one
+    // of them Tidepool's writer probe — a pool of 20, like PgBouncer's pool_size.
+    server = await startPostgres({ maxConnections: 210 });
     await server.createUser(USER, PASSWORD, { superuser: true });
     process.stderr.write(`initialising pgbench at scale ${SCALE}…\n`);
     const init = await runBinary('pgbench', ['-i', '-q', '-s', String(SCALE), '-h', server.host, '-p', String(server.port), '-U', USER, 'postgres'], {
@@ -134,12 +137,28 @@ async function main(): Promise<void> {
       return `| ${scenario.label} | ${scenario.metric === 'cpu' ? '—' : format(direct, scenario.metric)} | ${format(bouncerResult, scenario.metric)} | ${format(tidepool, scenario.metric)} | ${ratio(tidepool, bouncerResult, scenario.metric)} | ${scenario.metric === 'cpu' ? '—' : ratio(tidepool, direct, scenario.metric)} |`;
     });
     const header = [
-      `pgbench scale ${SCALE}, ${SECONDS} s per run, pool of ${POOL_SIZE} server connections (PgBouncer transaction mode; Tidepool maxConnectionsPercent 10 of max_connections 200); PostgreSQL ${await server.psql('SHOW server_version')}, Node ${process.version}, ${new Date().toISOString()}`,
+      `pgbench scale ${SCALE}, ${SECONDS} s per run, pool of ${POOL_SIZE} server connections (PgBouncer transaction mode; Tidepool maxConnectionsPercent 10 of max_connections 210, less its writer probe); PostgreSQL ${await server.psql('SHOW server_version')}, Node ${process.version}, ${new Date().toISOString()}`,
       '',
       '| run | direct | PgBouncer | Tidepool | Tidepool / PgBouncer | Tidepool / direct |',
       '|---|---|---|---|---|---|',
     ];
-    process.stdout.write(`${[...header, ...rows].join('\n')}\n`);
+    await proxy.stop();
+    proxy = undefined;
+    await bouncer.stop();
+    bouncer = undefined;
+    const user = { name: USER, password: PASSWORD };
+    const busyTps = results.get(`-S -M simple -c 100|Tidepool`)?.tps ?? 0;
+    process.stderr.write('TLS runs…\n');
+    rows.push(await tlsRow(server, user, SECONDS));
+    process.stderr.write('idle clients…\n');
+    rows.push(await idleClientsRow(server, user, SECONDS, busyTps));
+    process.stderr.write('failover…\n');
+    rows.push(await failoverRow(user));
+    await server.stop();
+    server = undefined;
+    process.stderr.write('MySQL (sysbench)…\n');
+    const mysqlRows = await runMysqlBench(SECONDS).catch((error: unknown) => [`| MySQL bench failed: ${error instanceof Error ? error.message : String(error)} | | |`]);
+    process.stdout.write(`${[...header, ...rows].join('\n')}\n\nMySQL (MariaDB), sysbench with 100 threads, Tidepool over 20 server connections:\n\n| run | direct | Tidepool | Tidepool / direct |\n|---|---|---|---|\n${mysqlRows.join('\n')}\n`);
   } finally {
     await proxy?.stop();
     await bouncer?.stop();
