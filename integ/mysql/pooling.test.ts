@@ -5,7 +5,7 @@
 import type { Connection } from 'mysql2/promise';
 import type { MariadbServer } from '../harness/mariadb';
 import { TidepoolProcess, startTidepool } from '../harness/tidepool';
-import { APP_DB, APP_PASSWORD, APP_USER, RawMysqlClient, connectThroughProxy, mariadbThroughProxy, queryValue, serverConnectionCount, startServerWithAppUser } from './support';
+import { APP_DB, APP_PASSWORD, APP_USER, RawMysqlClient, connectError, connectThroughProxy, mariadbThroughProxy, queryValue, serverConnectionCount, startServerWithAppUser } from './support';
 
 let server: MariadbServer;
 let proxy: TidepoolProcess;
@@ -13,6 +13,7 @@ let proxy: TidepoolProcess;
 beforeAll(async () => {
   server = await startServerWithAppUser({ maxConnections: 20, settings: { 'max-allowed-packet': String(64 * 1024 * 1024) } });
   await server.mysql(`CREATE TABLE ${APP_DB}.items (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50)) ENGINE=InnoDB; INSERT INTO ${APP_DB}.items (name) VALUES ('a'), ('b'), ('c');`);
+  await server.mysql(`CREATE PROCEDURE ${APP_DB}.make_scratch() CREATE TEMPORARY TABLE proc_scratch (id INT)`);
   proxy = await startTidepool({
     engineFamily: 'MYSQL',
     targets: [{ host: server.host, port: server.port }],
@@ -29,6 +30,17 @@ afterAll(async () => {
 
 function pinLines(): Record<string, unknown>[] {
   return proxy.logs().filter((line) => line.event === 'pinned');
+}
+
+let barriers = 0;
+/**
+ * Waits until every log line the proxy wrote so far has arrived here: a failed login by a
+ * made-up user logs a line, and log lines arrive in order.
+ */
+async function logBarrier(): Promise<void> {
+  const user = `barrier-${++barriers}`;
+  await connectError(proxy, { user, password: 'x' });
+  await proxy.waitForLog((line) => line.event === 'auth-failed' && line.user === user, 5000);
 }
 
 /** Pin log lines after the first `before`, once at least one arrived (logs come from the proxy process asynchronously). */
@@ -116,6 +128,7 @@ describe('binary prepared statements multiplex', () => {
       if (i % 2 === 0) await b.query('COMMIT');
     }
     expect(seen.size).toBe(2);
+    await logBarrier();
     expect(pinLines().filter((line) => line.reason === 'text-prepare')).toHaveLength(0);
     await Promise.all([a.end(), b.end()]);
   });
@@ -227,11 +240,19 @@ const PIN_CASES: PinCase[] = [
   { name: 'LAST_INSERT_ID() in an expression', setup: 'SELECT LAST_INSERT_ID() + 0', reason: 'last-insert-id' },
   { name: 'a statement over 16 KB', setup: BIG_STATEMENT, reason: 'statement-too-large' },
   { name: 'a /*! version comment */', setup: '/*!40101 SELECT 1 */', reason: 'version-comment' },
+  {
+    name: 'a stored procedure that makes a temporary table (seen by the server’s state-change tracker)',
+    setup: 'CALL make_scratch()',
+    reason: 'session-state-change',
+    check: { sql: 'SELECT COUNT(*) FROM proc_scratch', expected: 0 },
+    leak: { sql: 'SELECT COUNT(*) FROM proc_scratch', errno: 1146 },
+  },
   { name: 'SET TRANSACTION', setup: 'SET TRANSACTION ISOLATION LEVEL SERIALIZABLE', reason: 'set-transaction' },
 ];
 
 describe('pinning', () => {
   test.each(PIN_CASES)('$name pins with reason $reason and leaks nothing after disconnect', async (pinCase) => {
+    await logBarrier();
     const before = pinLines().length;
     const pinned = await connectThroughProxy(proxy);
     const other = await connectThroughProxy(proxy);
@@ -244,7 +265,9 @@ describe('pinning', () => {
       expect(await queryValue<number>(other, 'SELECT CONNECTION_ID()')).not.toBe(cid);
       expect(await queryValue<number>(pinned, 'SELECT CONNECTION_ID()')).toBe(cid);
       await other.query('COMMIT');
-      const lines = await pinLinesAfter(before);
+      await pinLinesAfter(before);
+      await logBarrier();
+      const lines = pinLines().slice(before);
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatchObject({ reason: pinCase.reason, msg: expect.stringContaining(`pinned: ${pinCase.reason}`) });
     } finally {
@@ -283,12 +306,14 @@ describe('pinning', () => {
   });
 
   test('SELECT LAST_INSERT_ID() is answered from the client’s own last insert, without pinning', async () => {
+    await logBarrier();
     const before = pinLines().length;
     const a = await connectThroughProxy(proxy);
     const b = await connectThroughProxy(proxy);
     const [result] = await a.query<import('mysql2/promise').ResultSetHeader>("INSERT INTO items (name) VALUES ('new')");
     await b.query("INSERT INTO items (name) VALUES ('other')");
     expect(Number(await queryValue(a, 'SELECT LAST_INSERT_ID()'))).toBe(result.insertId);
+    await logBarrier();
     expect(pinLines().length).toBe(before);
     await a.query('DELETE FROM items WHERE id > 3');
     await Promise.all([a.end(), b.end()]);
@@ -323,6 +348,7 @@ describe('tracked session state', () => {
   }
 
   test('USE, SET NAMES, time_zone, sql_mode and autocommit follow the client to another connection, without pinning', async () => {
+    await logBarrier();
     const before = pinLines().length;
     const client = await connectThroughProxy(proxy);
     await client.query('USE otherdb');
@@ -333,6 +359,7 @@ describe('tracked session state', () => {
     const { cids, rows } = await onBothConnections(client, 'DATABASE(), @@character_set_client, @@collation_connection, @@time_zone, @@sql_mode, @@autocommit');
     expect(cids.size).toBe(2);
     for (const row of rows) expect(row).toEqual(['otherdb', 'latin1', 'latin1_swedish_ci', '+05:00', 'ANSI_QUOTES', 0]);
+    await logBarrier();
     expect(pinLines().length).toBe(before);
 
     // A fresh client on the same connections sees its own (default) state.

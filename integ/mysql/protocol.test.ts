@@ -354,3 +354,24 @@ describe('pool configuration and failures', () => {
     await connection.end();
   });
 });
+
+describe('client connection limits', () => {
+  test('maxClientConnections refuses the next client with ERROR 1040 and the spec message', async () => {
+    const limited = await startTidepool({
+      engineFamily: 'MYSQL',
+      targets: [{ host: server.host, port: server.port }],
+      users: [{ name: APP_USER, password: APP_PASSWORD }],
+      config: { limits: { maxClientConnections: 1 } },
+    });
+    try {
+      const first = await connectThroughProxy(limited);
+      const error = await connectError(limited);
+      expect(error?.errno).toBe(1040);
+      expect(error?.message).toBe('Number simultaneous connections exceeded (1)');
+      expect(await queryValue(first, 'SELECT 1 AS one')).toBe(1);
+      await first.end();
+    } finally {
+      await limited.stop();
+    }
+  });
+});

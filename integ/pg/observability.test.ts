@@ -146,12 +146,8 @@ test('/status lists the writer AVAILABLE and counts a held transaction (Borrowed
   ).toBe(true);
 });
 
-// BUG (runtime/server/proxy.ts, admin provider `pools`): it reports `borrowed: group.lent + group.pinned`,
-// while AdminPoolStatus.borrowed is documented as "Lent to clients, pinned ones excluded" and
-// buildStatusDocument computes Size = Idle + Borrowed + Pinned + Other. A pinned connection is
-// therefore counted twice: with one client in a transaction and one pinned client, /status shows
-// Borrowed 2 (expected 1) and a Size one larger than the server connections that really exist.
-test.failing('/status pool numbers match the server: Borrowed excludes pinned, Size equals real server connections', async () => {
+// A pinned connection is counted once: in Pinned, not also in Borrowed (Size = Idle + Borrowed + Pinned + Other).
+test('/status pool numbers match the server: Borrowed excludes pinned, Size equals real server connections', async () => {
   const inTransaction = await obsClient(proxy);
   await inTransaction.query('BEGIN');
   await inTransaction.query('SELECT 1');
@@ -277,13 +273,8 @@ test('a failover shows in /status: old writer UNAVAILABLE, promoted standby READ
   expect((await after.query('SELECT inet_server_port() AS p')).rows[0]).toEqual({ p: standby.port });
 });
 
-// BUG: QueryResponseLatency and QueryDatabaseResponseLatency are never recorded. ProxyMetrics has
-// queryResponseLatency() and queryDatabaseResponseLatency() (runtime/metrics/proxy-metrics.ts), but
-// nothing in runtime/ calls them (runtime/server/pg-engine.ts wires onQueryRequest → queryRequest and
-// onBorrowed → borrowed only). Expected: after N queries the latency histograms count N (or more);
-// actual: tidepool_query_response_latency_seconds_count and
-// tidepool_query_database_response_latency_seconds_count stay 0 (and CloudWatch gets no such datums).
-test.failing('/metrics query latency histograms count the queries that ran', async () => {
+// QueryResponseLatency and QueryDatabaseResponseLatency are recorded for every request.
+test('/metrics query latency histograms count the queries that ran', async () => {
   const scrapeCount = async (name: string): Promise<number> => {
     const body = (await get(proxy, '/metrics')).body;
     return body

@@ -58,7 +58,7 @@ function secretJson(username: string, password: string): string {
 }
 
 async function login(proxy: TidepoolProcess, user: string, password: string): Promise<string> {
-  const client = new Client({ host: proxy.host, port: proxy.port, user, password, database: 'postgres', connectionTimeoutMillis: 10_000 });
+  const client = new Client({ host: proxy.host, port: proxy.port, user, password, database: 'postgres', connectionTimeoutMillis: 10_000, query_timeout: 10_000 });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -141,18 +141,15 @@ test('a rotated password is picked up at the refresh interval without a restart'
   }
 });
 
-// BUG (runtime wiring, e.g. runtime/server/pg-engine.ts / runtime/session/pg/client.ts): the on-demand
-// re-read documented in runtime/config/schema.ts (secretsRefreshInterval: "rotations are also picked
-// up when the database rejects a password") and implemented as SecretsManagerCredentialSource.refresh()
-// / CombinedCredentialSource.refresh() (runtime/secrets/secrets-manager.ts) is never called: nothing in
-// runtime/ calls refresh(). Expected: after a rotation, once the database rejects the old password
-// (and clients present the new one), the secret is re-read and the new password works well before
-// the refresh interval; actual: the secret is read only at start and every secretsRefreshInterval,
-// so with the default 300 s logins with the rotated password fail for up to 5 minutes.
+// On demand: with a refresh interval of an hour, the rotation can only be picked up because the
+// database rejected the cached password (PgEngine.openServerConnection → credentials.refresh()).
 test('a rotated password is picked up on demand, long before the refresh interval, once the database rejects the old one', async () => {
   await server.createUser('sm_od', 'od-old');
+  await server.createUser('sm_od_probe', 'od-probe-pw');
+  // Listed first, so the writer probe logs in with it and the target stays healthy throughout.
+  const probeArn = endpoint.putSecret('tidepool/sm_od_probe', secretJson('sm_od_probe', 'od-probe-pw'));
   const arn = endpoint.putSecret('tidepool/sm_od', secretJson('sm_od', 'od-old'));
-  const proxy = await proxyWithSecrets([arn], { secretsRefreshInterval: 3600 });
+  const proxy = await proxyWithSecrets([probeArn, arn], { secretsRefreshInterval: 3600, connectionPoolConfig: { connectionBorrowTimeout: 3 } });
   expect(await login(proxy, 'sm_od', 'od-old')).toBe('sm_od');
   const readsAtStart = endpoint.readsOf('tidepool/sm_od');
 
@@ -177,9 +174,11 @@ test('a rotated password is picked up on demand, long before the refresh interva
     }
   }
   expect({ worked, lastError }).toEqual({ worked: true, lastError: expect.any(String) });
+  // The probe user was never affected.
+  expect(await login(proxy, 'sm_od_probe', 'od-probe-pw')).toBe('sm_od_probe');
   expect(endpoint.readsOf('tidepool/sm_od')).toBeGreaterThan(readsAtStart);
   expect(await loginError(proxy, 'sm_od', 'od-old')).toMatchObject({ code: '28P01' });
-});
+}, 60_000);
 
 test('an unreadable secret (denied, then deleted) fails only its own user with 28P01; another user keeps working; access restored works again', async () => {
   await server.createUser('sm_ok', 'ok-pw');

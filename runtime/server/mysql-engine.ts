@@ -13,7 +13,8 @@ import { ProxyError } from '../errors';
 import { ConnectionPool } from '../pool/pool';
 import { RsaKeyPair, generateRsaKeyPair } from '../protocol/mysql/auth';
 import { CapabilityFlag } from '../protocol/mysql/constants';
-import { MysqlPacketFramer } from '../protocol/mysql/framing';
+import { MysqlPacketFramer, encodePacket } from '../protocol/mysql/framing';
+import { mysqlErrPayload } from '../protocol/mysql/errors';
 import { parseHandshakeV10 } from '../protocol/mysql/packets';
 import { describePinReason } from '../protocol/mysql/pinning';
 import { MysqlBackend } from '../session/mysql/backend';
@@ -78,6 +79,12 @@ export class MysqlEngine implements Engine {
       },
     };
     void this.probeTarget().catch(() => undefined);
+  }
+
+  /** An ERR packet in place of the initial handshake, as MySQL answers "Too many connections". */
+  refuseClient(socket: Socket, error: ProxyError): void {
+    socket.on('error', () => socket.destroy());
+    socket.end(encodePacket(mysqlErrPayload(error, { duringLogin: true }), 0));
   }
 
   acceptClient(socket: Socket, onClosed: (client: ClientHandle) => void): ClientHandle {

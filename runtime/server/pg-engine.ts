@@ -135,6 +135,10 @@ export class PgEngine implements Engine {
       },
       onReady: () => metrics.clientSetupSucceeded(),
       onQueryRequest: (tls) => metrics.queryRequest(tls),
+      onQueryResponse: (totalMs, databaseMs, backend) => {
+        metrics.queryResponseLatency(totalMs);
+        metrics.queryDatabaseResponseLatency(databaseMs, backend.targetName);
+      },
       onFatalError: (session, error) =>
         log.info({ event: 'client-error', client: session.id, user: session.user, code: error.code, error: error.message }, `client closed: ${error.message}`),
       onErrorSent: (session, sqlState, message) =>
@@ -269,6 +273,7 @@ export class PgEngine implements Engine {
     // A connection the server dropped may mean the writer is gone: re-check now, not at the next tick.
     backend.onLost = (lost) => this.targets.suspect(lost.target);
     const targetName = targetDimensionValue(writer);
+    backend.targetName = targetName;
     this.metrics.databaseConnectionRequest(false, targetName);
     const timer = setTimeout(() => backend.close('timed out connecting to the database'), SERVER_CONNECT_TIMEOUT_MS);
     try {

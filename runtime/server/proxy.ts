@@ -155,7 +155,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
           user: group.user,
           database: group.database,
           idle: group.idle,
-          borrowed: group.lent + group.pinned,
+          // The admin document counts pinned connections separately (Size = Idle + Borrowed + Pinned + Other).
+          borrowed: group.lent,
           pinned: group.pinned,
           other: group.resetting + group.opening,
           waiting: group.waiting,

@@ -43,6 +43,7 @@ import {
   parseHandshakeV10,
   parseOkPacket,
   parsePrepareOk,
+  parseSessionStateChanges,
   readColumnCount,
   readStatementId,
   terminatorStatusFlags,
@@ -363,6 +364,11 @@ function lenencAscii(text: string): number[] {
 }
 
 describe('OK packet', () => {
+  it('reads the state-change flag as real servers send it: the bare byte "1"', () => {
+    const block = Buffer.from([SessionTrackType.SESSION_TRACK_STATE_CHANGE, 0x01, 0x31]);
+    expect(parseSessionStateChanges(block)).toEqual([{ type: 2, name: 'state_change', value: '1' }]);
+  });
+
   it('decodes session state information built byte by byte from the protocol docs', () => {
     const state = [
       ...entry(SessionTrackType.SESSION_TRACK_SYSTEM_VARIABLES, [...lenencAscii('autocommit'), ...lenencAscii('OFF')]),

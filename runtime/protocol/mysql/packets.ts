@@ -418,8 +418,11 @@ export function parseSessionStateChanges(block: Buffer): SessionStateChange[] {
         entry.u8(); // encoding specification: 0 = the GTID set as text
         changes.push({ type, name: 'gtids', value: entry.lenencString('utf8') });
         break;
-      case SessionTrackType.SESSION_TRACK_SCHEMA:
       case SessionTrackType.SESSION_TRACK_STATE_CHANGE:
+        // The docs show a length-encoded "1", but MySQL and MariaDB send the bare byte '1' (data length 1).
+        changes.push({ type, name: SESSION_TRACK_LABELS[type]!, value: data.length === 1 ? data.toString('latin1') : entry.lenencString('utf8') });
+        break;
+      case SessionTrackType.SESSION_TRACK_SCHEMA:
       case SessionTrackType.SESSION_TRACK_TRANSACTION_CHARACTERISTICS:
       case SessionTrackType.SESSION_TRACK_TRANSACTION_STATE:
         changes.push({ type, name: SESSION_TRACK_LABELS[type]!, value: entry.lenencString('utf8') });

@@ -40,7 +40,12 @@ export type MysqlPinReason =
   | 'found-rows'
   | 'last-insert-id'
   | 'statement-too-large'
-  | 'version-comment';
+  | 'version-comment'
+  /**
+   * Not from the SQL text: the server's session_track_state_change reported a change the
+   * proxy does not track (e.g. a stored procedure set a user variable or made a temporary table).
+   */
+  | 'session-state-change';
 
 const PIN_REASON_MESSAGES: Record<MysqlPinReason, string> = {
   'user-variable': 'The statement sets a user variable',
@@ -54,6 +59,7 @@ const PIN_REASON_MESSAGES: Record<MysqlPinReason, string> = {
   'last-insert-id': 'The statement reads or sets LAST_INSERT_ID()',
   'statement-too-large': 'The statement text is larger than 16 KB',
   'version-comment': 'The statement contains a /*! */ version comment',
+  'session-state-change': 'The server reported a session state change the proxy does not track',
 };
 
 /** The log line text for a pin reason. */

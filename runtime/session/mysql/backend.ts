@@ -55,7 +55,7 @@ export function isTrackedVariable(name: string): name is TrackedVariable {
 }
 
 /** Run on every new or reset server connection: the server then reports tracked state in OK packets. */
-export const TRACKING_SETUP_SQL = `SET SESSION session_track_schema = 1, session_track_system_variables = '${TRACKED_VARIABLES.join(',')}'`;
+export const TRACKING_SETUP_SQL = `SET SESSION session_track_schema = 1, session_track_state_change = 1, session_track_system_variables = '${TRACKED_VARIABLES.join(',')}'`;
 const BASELINE_SQL = `SHOW SESSION VARIABLES WHERE Variable_name IN (${TRACKED_VARIABLES.map((v) => `'${v}'`).join(', ')})`;
 
 /** What the proxy asks of every server connection. No compression, no CLIENT_DEPRECATE_EOF, no LOCAL INFILE, no query attributes. */

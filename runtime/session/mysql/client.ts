@@ -23,6 +23,7 @@ import {
   MAX_PACKET_PAYLOAD_LENGTH,
   MysqlError,
   ServerStatus,
+  SessionTrackType,
   accessDeniedMessage,
   charsetOfCollationId,
   collationNameOf,
@@ -610,12 +611,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
     if (!this.ensureBackend()) return false;
     const backend = this.backend!;
     if (DDL.test(sql)) this.context.metadataCache.clear();
-    if (classification.pinReason !== undefined && this.pinReason === null) {
-      this.pinReason = classification.pinReason;
-      this.unpinWhenIdle = false;
-      this.context.broker.pin(backend, classification.pinReason);
-      this.context.events.onPinned(this, classification.pinReason, classification.pinDetail);
-    }
+    if (classification.pinReason !== undefined && this.pinReason === null) this.pin(backend, classification.pinReason, classification.pinDetail);
     const changesTracking = classification.trackedSets?.some((set) => set.name === 'session_track_schema') ?? false;
     const unlocks = classification.unlockTables === true;
     const exchange = this.simpleExchange(Command.COM_QUERY);
@@ -630,6 +626,13 @@ export class MysqlClientSession implements MysqlBackendPeer {
     }
     this.forward(packet, exchange);
     return true;
+  }
+
+  private pin(backend: MysqlBackend, reason: MysqlPinReason, detail: string | undefined): void {
+    this.pinReason = reason;
+    this.unpinWhenIdle = false;
+    this.context.broker.pin(backend, reason);
+    this.context.events.onPinned(this, reason, detail);
   }
 
   private prepare(payload: Buffer, packet: PendingPacket): boolean {
@@ -668,7 +671,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
         return null;
       },
       done: (tracker) => {
-        this.afterResponse(tracker);
+        this.afterResponse(tracker, Command.COM_STMT_PREPARE);
         const header = tracker.prepareOk;
         if (tracker.error || !header || serverId < 0) return;
         backend.rememberPrepared(serverKey, serverId, header.parameterCount);
@@ -877,8 +880,13 @@ export class MysqlClientSession implements MysqlBackendPeer {
   };
 
   /** Folds a completed response into this client's state. */
-  private afterResponse(tracker: MysqlResponseTracker): void {
+  private afterResponse(tracker: MysqlResponseTracker, command = -1): void {
     const backend = this.backend;
+    if (backend && command !== Command.COM_STMT_PREPARE && this.pinReason === null && !this.context.excludeVariableSets && untrackedStateChanged(tracker)) {
+      // E.g. a stored procedure made a temporary table or set a user variable: invisible in the CALL's text.
+      // (With EXCLUDE_VARIABLE_SETS the user vouches for session state, and untracked SETs report changes too.)
+      this.pin(backend, 'session-state-change', 'session_track_state_change');
+    }
     if (backend) {
       if (tracker.sessionStateChanges.length > 0) {
         backend.applyStateChanges(tracker);
@@ -887,6 +895,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
           const value = backend.variables.get(name);
           if (value !== undefined) this.variables.set(name, value);
         }
+        if (connectionCharsetChangedAlone(tracker)) this.learnCollation(backend);
       }
       this.schema = backend.schema;
     }
@@ -896,6 +905,23 @@ export class MysqlClientSession implements MysqlBackendPeer {
       this.cursorOpen = tracker.cursorOpen;
     }
     if (!tracker.error && tracker.lastInsertId !== 0n) this.lastInsertId = tracker.lastInsertId;
+  }
+
+  /**
+   * SET NAMES / SET CHARACTER SET change collation_connection to the character set's default,
+   * but servers report only the character set: ask for the collation (the connection stays
+   * until the answer is in, as it is one more outstanding command).
+   */
+  private learnCollation(backend: MysqlBackend): void {
+    backend.runOwnQuery('SELECT @@collation_connection', (tracker, rows) => {
+      const value = rows[0]?.[0];
+      if (tracker.error || value === null || value === undefined) {
+        backend.stateUnknown = true;
+        return;
+      }
+      backend.variables.set('collation_connection', value.toLowerCase());
+      if (this.backend === backend) this.variables.set('collation_connection', value.toLowerCase());
+    });
   }
 
   // ---------------------------------------------------------------- server connections
@@ -1208,6 +1234,30 @@ export class MysqlClientSession implements MysqlBackendPeer {
     }
     this.pending.length = 0;
   }
+}
+
+function connectionCharsetChangedAlone(tracker: MysqlResponseTracker): boolean {
+  let charset = false;
+  for (const change of tracker.sessionStateChanges) {
+    if (change.type !== SessionTrackType.SESSION_TRACK_SYSTEM_VARIABLES) continue;
+    const name = change.name.toLowerCase();
+    if (name === 'collation_connection') return false;
+    if (name === 'character_set_connection') charset = true;
+  }
+  return charset;
+}
+
+/**
+ * The server flagged a session state change (session_track_state_change) that no tracked
+ * entry (system variable, schema) in the same response accounts for.
+ */
+function untrackedStateChanged(tracker: MysqlResponseTracker): boolean {
+  let flagged = false;
+  for (const change of tracker.sessionStateChanges) {
+    if (change.type === SessionTrackType.SESSION_TRACK_STATE_CHANGE) flagged = true;
+    else if (change.type === SessionTrackType.SESSION_TRACK_SYSTEM_VARIABLES || change.type === SessionTrackType.SESSION_TRACK_SCHEMA) return false;
+  }
+  return flagged;
 }
 
 function asProtocolError(error: unknown): ProxyError {

@@ -143,6 +143,8 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     socket.on('close', () => this.lost('server closed the connection'));
   }
 
+  /** The target's name in metrics (set by the engine). */
+  targetName = '';
   /** Set by the engine once the connection is open: counts its close. */
   onClosedForMetrics: (() => void) | null = null;
   /** Set by the engine: the server side ended this connection (not the proxy). */

@@ -63,6 +63,11 @@ export interface PgSessionEvents {
   onReady(session: PgClientSession): void;
   /** A request that runs on the database (Query, Sync, FunctionCall). */
   onQueryRequest(tls: boolean): void;
+  /**
+   * The first response byte of a request arrived: `totalMs` since the client sent it,
+   * `databaseMs` since the proxy forwarded it (the difference is the wait for a connection).
+   */
+  onQueryResponse(totalMs: number, databaseMs: number, backend: PgBackend): void;
   /** An ErrorResponse of the proxy's own went to the client (debug logging). */
   onErrorSent?(session: PgClientSession, sqlState: string, message: string): void;
   /** The session ends because of an error it reported to the client. */
@@ -204,6 +209,9 @@ export class PgClientSession implements BackendPeer {
   private readonly statements = new Map<string, ClientStatement>();
   /** Copy of the last unnamed Parse, re-sent when a later Bind lands on another server connection. */
   private unnamedParse: Buffer | null = null;
+  /** performance.now() when the oldest unanswered request arrived from the client, and when it was forwarded (0: none). */
+  private requestArrivedAt = 0;
+  private requestSentAt = 0;
   /** The last simple Query sent was COMMIT/END: if the connection dies now, the outcome is unknown. */
   private commitInFlight = false;
   /** An error owed to the client's next request (its server connection died under it). */
@@ -560,6 +568,7 @@ export class PgClientSession implements BackendPeer {
       this.answerOwedError(type);
       return;
     }
+    if (this.requestArrivedAt === 0 && (type === CHAR.Q || type === CHAR.S || type === CHAR.F)) this.requestArrivedAt = performance.now();
     if (this.backend !== null && this.pending.length === 0) {
       this.process(type, data, start, end);
       return;
@@ -583,6 +592,7 @@ export class PgClientSession implements BackendPeer {
         backend.expectSync();
         this.outstandingSyncs++;
         this.context.events.onQueryRequest(this.transport.isTls);
+        if (this.requestSentAt === 0) this.requestSentAt = performance.now();
         this.forward(data, start, end);
         return;
       }
@@ -603,6 +613,7 @@ export class PgClientSession implements BackendPeer {
         this.outstandingSyncs++;
         this.unsynced = false;
         this.context.events.onQueryRequest(this.transport.isTls);
+        if (this.requestSentAt === 0) this.requestSentAt = performance.now();
         this.forward(data, start, end);
         return;
       case CHAR.F:
@@ -976,6 +987,12 @@ export class PgClientSession implements BackendPeer {
   // ---------------------------------------------------------------- BackendPeer
 
   fromServer(data: Buffer, start: number, end: number): void {
+    if (this.requestSentAt !== 0 && this.backend !== null) {
+      const now = performance.now();
+      this.context.events.onQueryResponse(now - (this.requestArrivedAt || this.requestSentAt), now - this.requestSentAt, this.backend);
+      this.requestSentAt = 0;
+      this.requestArrivedAt = 0;
+    }
     if (!this.transport.write(start === 0 && end === data.length ? data : data.subarray(start, end)) && !this.serverReadingPaused) {
       this.serverReadingPaused = true;
       this.backend?.pauseReading();
