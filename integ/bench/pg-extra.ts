@@ -44,6 +44,9 @@ export async function tlsRow(server: PgServer, user: BenchUser, seconds: number)
   });
   try {
     const args = ['-S', '-M', 'simple', '-c', '100'];
+    // Warm-up runs, not measured.
+    await pgbenchTps(bouncer.host, bouncer.port, user, args, 3, 'require');
+    await pgbenchTps(proxy.host, proxy.port, user, args, 3, 'require');
     const bouncerTps = await pgbenchTps(bouncer.host, bouncer.port, user, args, seconds, 'require');
     const tidepoolTps = await pgbenchTps(proxy.host, proxy.port, user, args, seconds, 'require');
     return `| \`-S -c100\` over TLS (sslmode=require), tps | — | ${Math.round(bouncerTps).toLocaleString('en-US')} | ${Math.round(tidepoolTps).toLocaleString('en-US')} | ${(tidepoolTps / bouncerTps).toFixed(2)}× | — |`;

@@ -120,6 +120,11 @@ async function main(): Promise<void> {
       { name: 'PgBouncer', host: bouncer.host, port: bouncer.port, pid: bouncer.pid },
       { name: 'Tidepool', host: proxy.host, port: proxy.port, pid: proxy.pid },
     ];
+    // Warm up both poolers (Tidepool's JIT, both pools' connections) before anything is measured.
+    for (const endpoint of endpoints.slice(1)) {
+      process.stderr.write(`warming up ${endpoint.name}…\n`);
+      await pgbench(endpoint, ['-S', '-M', 'simple', '-c', '100']);
+    }
     const results = new Map<string, PgbenchResult>();
     const distinctRuns = new Map<string, Scenario>();
     for (const scenario of SCENARIOS) distinctRuns.set(scenario.args.join(' '), scenario);

@@ -9,6 +9,7 @@
  *   call, with the RDS Proxy metric names, units and dimension sets (see definitions.ts).
  * - `cumulative()` for Prometheus: totals since start.
  */
+import type { TargetHealthState, TargetRole } from '../pool/target-group';
 import {
   DEFAULT_TARGET_GROUP,
   DimensionSet,
@@ -20,9 +21,8 @@ import {
 } from './definitions';
 import { AvailabilityTracker, EventCounter, HistogramView, LatencyRecorder, StatisticSet } from './recorders';
 
-/** Same spellings as the pool's TargetRole / TargetHealthState (the RDS API's), so its values pass straight through. */
-export type TargetRole = 'READ_WRITE' | 'READ_ONLY' | 'UNKNOWN';
-export type TargetHealthState = 'AVAILABLE' | 'UNAVAILABLE' | 'UNKNOWN';
+/** The pool's own types (the RDS API's spellings), so its values pass straight through. */
+export type { TargetHealthState, TargetRole };
 
 /** What the engine/pool reports about one target at publish time. */
 export interface TargetGauges {

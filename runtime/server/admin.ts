@@ -14,8 +14,10 @@
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type AdminTargetRole = 'READ_WRITE' | 'READ_ONLY' | 'UNKNOWN';
-export type AdminTargetHealthState = 'AVAILABLE' | 'UNAVAILABLE' | 'UNKNOWN';
+import type { TargetHealthState, TargetRole } from '../pool/target-group';
+
+export type AdminTargetRole = TargetRole;
+export type AdminTargetHealthState = TargetHealthState;
 
 export interface AdminTargetStatus {
   readonly host: string;

@@ -5,8 +5,7 @@
  * is the target's, read from a probe connection's handshake at start.
  */
 import { Socket, connect } from 'node:net';
-import { Duplex } from 'node:stream';
-import { SecureContext, TLSSocket } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { TargetConfig, TidepoolConfig } from '../config/schema';
 import { ProxyError } from '../errors';
@@ -18,10 +17,11 @@ import { mysqlErrPayload } from '../protocol/mysql/errors';
 import { parseHandshakeV10 } from '../protocol/mysql/packets';
 import { describePinReason } from '../protocol/mysql/pinning';
 import { MysqlBackend } from '../session/mysql/backend';
-import { ClientTransport, MysqlClientSession, MysqlSessionContext, TargetInfo } from '../session/mysql/client';
+import { MysqlClientSession, MysqlSessionContext, TargetInfo } from '../session/mysql/client';
 import { PrepareMetadataCache } from '../session/mysql/statements';
 import type { CredentialSource, PoolKey } from '../session/types';
 import type { ClientHandle, Engine, EngineStats } from './engine';
+import { createSocketTransport } from './sockets';
 
 const SERVER_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_PORT = 3306;
@@ -89,45 +89,16 @@ export class MysqlEngine implements Engine {
 
   acceptClient(socket: Socket, onClosed: (client: ClientHandle) => void): ClientHandle {
     socket.setNoDelay(true);
-    let output: Socket | TLSSocket = socket;
     let session: MysqlClientSession;
-    const transport: ClientTransport = {
-      write: (data) => (output.destroyed ? true : output.write(data)),
-      get pendingBytes() {
-        return output.writableLength;
-      },
-      pause: () => output.pause(),
-      resume: () => output.resume(),
-      cork: () => output.cork(),
-      uncork: () => output.uncork(),
-      end: () => {
-        if (!output.destroyed) output.end();
-      },
-      get isTls() {
-        return output !== socket;
-      },
-      tlsAvailable: true,
-      startTls: (alreadyReceived) => {
-        socket.removeAllListeners('data');
-        const secure = new TLSSocket(alreadyReceived.length > 0 ? replayingStream(socket, alreadyReceived) : socket, {
-          isServer: true,
-          secureContext: this.secureContext,
-        });
-        output = secure;
-        secure.on('data', (chunk: Buffer) => session.onData(chunk));
-        secure.on('drain', () => session.onTransportDrain());
-        secure.on('error', (error) => {
-          this.log.debug({ event: 'tls-error', error: error.message }, 'client TLS error');
-          secure.destroy();
-          socket.destroy();
-        });
-        secure.on('close', () => session.onTransportClosed());
-      },
-    };
+    const transport = createSocketTransport(socket, {
+      onTlsData: (chunk) => session.onData(chunk),
+      onDrain: () => session.onTransportDrain(),
+      onClosed: () => session.onTransportClosed(),
+      secureContext: () => this.secureContext,
+      onTlsError: (error) => this.log.debug({ event: 'tls-error', error: error.message }, 'client TLS error'),
+    });
     session = new MysqlClientSession(transport, this.context);
     socket.on('data', (chunk: Buffer) => session.onData(chunk));
-    socket.on('drain', () => session.onTransportDrain());
-    socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       session.onTransportClosed();
       onClosed(session);
@@ -232,31 +203,3 @@ export class MysqlEngine implements Engine {
   }
 }
 
-/**
- * A stream over `socket` that first yields bytes already read from it: the TLS ClientHello
- * can arrive in the same chunk as the SSL request, and TLSSocket reads only what comes next.
- */
-function replayingStream(socket: Socket, alreadyReceived: Buffer): Duplex {
-  const stream = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk: Buffer, _encoding, callback) {
-      socket.write(chunk, callback);
-    },
-    final(callback) {
-      socket.end();
-      callback();
-    },
-    destroy(error, callback) {
-      socket.destroy();
-      callback(error);
-    },
-  });
-  stream.push(alreadyReceived);
-  socket.on('data', (chunk: Buffer) => {
-    if (!stream.push(chunk)) socket.pause();
-  });
-  socket.on('end', () => stream.push(null));
-  return stream;
-}

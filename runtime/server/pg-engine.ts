@@ -3,7 +3,6 @@
  * connections are opened, authenticated and initialised here for the shared pool.
  */
 import { Socket, connect } from 'node:net';
-import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { TargetConfig, TidepoolConfig } from '../config/schema';
 import { ProxyError } from '../errors';
@@ -13,7 +12,6 @@ import { pgErrorFields } from '../protocol/pg/errors';
 import { PgBackend } from '../session/pg/backend';
 import {
   CancelRegistry,
-  ClientTransport,
   PgClientSession,
   PgSessionContext,
   PgSessionEvents,
@@ -23,7 +21,7 @@ import { StatementRegistry } from '../session/pg/statements';
 import type { Credential, CredentialSource, PoolKey } from '../session/types';
 import { ProbeResult, Target, TargetGroup, TargetProber } from '../pool/target-group';
 import type { ClientHandle, Engine, EngineStats } from './engine';
-import { SharedReadBuffer, adoptAcceptedSocket } from './sockets';
+import { SharedReadBuffer, adoptAcceptedSocket, createSocketTransport } from './sockets';
 import type { TlsSource } from './tls';
 import type { IamTokenVerifier } from '../secrets/iam-token';
 import { isRefreshable } from '../secrets/secrets-manager';
@@ -170,39 +168,15 @@ export class PgEngine implements Engine {
       session.onData(chunk);
       if (session.retainsReceivedBytes()) reader.retire();
     });
-    let output: Socket | TLSSocket = socket;
-    const transport: ClientTransport = {
-      write: (data) => (output.destroyed ? true : output.write(data)),
-      get pendingBytes() {
-        return output.writableLength;
-      },
-      pause: () => output.pause(),
-      resume: () => output.resume(),
-      cork: () => output.cork(),
-      uncork: () => output.uncork(),
-      end: () => {
-        if (!output.destroyed) output.end();
-      },
-      get isTls() {
-        return output !== socket;
-      },
-      tlsAvailable: true,
-      startTls: () => {
-        const secure = new TLSSocket(socket, { isServer: true, secureContext: this.tls.secureContext });
-        output = secure;
-        this.metrics.clientConnectionUpgradedToTls();
-        secure.on('data', (chunk: Buffer) => session.onData(chunk));
-        secure.on('drain', () => session.onTransportDrain());
-        secure.on('error', (error) => {
-          this.log.debug({ event: 'tls-error', error: error.message }, 'client TLS error');
-          secure.destroy();
-        });
-        secure.on('close', () => session.onTransportClosed());
-      },
-    };
+    const transport = createSocketTransport(socket, {
+      onTlsData: (chunk) => session.onData(chunk),
+      onDrain: () => session.onTransportDrain(),
+      onClosed: () => session.onTransportClosed(),
+      secureContext: () => this.tls.secureContext,
+      onTlsUpgrade: () => this.metrics.clientConnectionUpgradedToTls(),
+      onTlsError: (error) => this.log.debug({ event: 'tls-error', error: error.message }, 'client TLS error'),
+    });
     session = new PgClientSession(transport, this.context);
-    socket.on('drain', () => session.onTransportDrain());
-    socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       session.onTransportClosed();
       onClosed(session);
