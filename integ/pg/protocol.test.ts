@@ -432,3 +432,17 @@ describe('client connection limits, before any authentication work', () => {
     }
   });
 });
+
+describe('logs', () => {
+  test('connections opened and closed are logged as JSON, failed logins without the password', async () => {
+    const client = await connectedClient(proxy);
+    await client.end();
+    const closed = await proxy.waitForLog((line) => line.event === 'connection-closed' && typeof line.durationMs === 'number');
+    expect(proxy.logs().some((line) => line.event === 'connection-opened' && line.client === closed.client)).toBe(true);
+    const wrong = proxyClient(proxy, { password: 'a-password-that-must-not-be-logged' });
+    await wrong.connect().catch(() => undefined);
+    await proxy.waitForLog((line) => line.event === 'auth-failed' && line.user === APP_USER);
+    expect(JSON.stringify(proxy.logs())).not.toContain('a-password-that-must-not-be-logged');
+    expect(JSON.stringify(proxy.logs())).not.toContain(APP_PASSWORD);
+  });
+});

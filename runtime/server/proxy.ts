@@ -96,10 +96,13 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     }
     if (!engine.takesPausedSockets) socket.resume();
     metricsRuntime.metrics.clientConnectionOpened(false);
+    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     const client = engine.acceptClient(socket, (closed) => {
       clients.delete(closed);
       metricsRuntime.metrics.clientConnectionClosed(closed.isTls ?? false);
+      log.info({ event: 'connection-closed', client: closed.id, remote, tls: closed.isTls ?? false, durationMs: Date.now() - closed.connectedAt }, 'client connection closed');
     });
+    log.info({ event: 'connection-opened', client: client.id, remote }, 'client connection opened');
     clients.add(client);
   });
   server.on('error', (error) => log.error({ event: 'listener-error', error: error.message }, 'listener error'));
