@@ -17,8 +17,9 @@ import { pollUntil } from '../harness/processes';
 import { startTidepool, type TidepoolProcess } from '../harness/tidepool';
 
 /** The application user every proxy knows; a superuser so LOAD, pg_locks etc. need no grants. */
-export const APP_USER = 'app';
-export const APP_PASSWORD = 'app-secret';
+import { APP_PASSWORD, APP_USER } from './support';
+
+export { APP_PASSWORD, APP_USER };
 
 export type LogLine = Record<string, unknown>;
 
