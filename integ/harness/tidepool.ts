@@ -137,6 +137,9 @@ export async function startTidepool(options: StartTidepoolOptions): Promise<Tide
       const code = await exited;
       untrackProcess(child.pid!);
       rmSync(dir, { recursive: true, force: true });
+      // The proxy survives its own bugs by logging them; a test that provoked one must still fail.
+      const bug = stderr.split('\n').find((line) => line.includes('"uncaught-exception"') || line.includes('"unhandled-rejection"'));
+      if (bug !== undefined) throw new Error(`the proxy hit a bug during the test: ${bug}`);
       return code;
     },
   };

@@ -395,7 +395,10 @@ describe('client connection limits, before any authentication work', () => {
       const second = await connectedClient(limited);
       await expect(connectedClient(limited)).rejects.toMatchObject({ code: '53300', message: 'Number simultaneous connections exceeded (2)' });
       expect((await first.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+      const closedBefore = limited.logs().filter((line) => line.event === 'connection-closed').length;
       await second.end();
+      // The slot frees when the proxy has seen the close, which may be a moment after end() resolves.
+      await limited.waitForLog(() => limited.logs().filter((line) => line.event === 'connection-closed').length > closedBefore);
       const third = await connectedClient(limited);
       expect((await third.query('SELECT 2 AS two')).rows[0].two).toBe(2);
       await first.end();
