@@ -18,8 +18,8 @@ beforeAll(async () => {
     engineFamily: 'MYSQL',
     targets: [{ host: server.host, port: server.port }],
     users: [{ name: APP_USER, password: APP_PASSWORD }],
-    // 10% of max_connections 20: a pool of 2 server connections.
-    config: { connectionPoolConfig: { maxConnectionsPercent: 10, connectionBorrowTimeout: 10 } },
+    // 15% of max_connections 20 is 3, one of them held by the writer probe: a pool of 2 server connections.
+    config: { connectionPoolConfig: { maxConnectionsPercent: 15, connectionBorrowTimeout: 10 } },
   });
 });
 
@@ -59,7 +59,7 @@ describe('multiplexing', () => {
     }
     expect(ids.size).toBeGreaterThanOrEqual(1);
     expect(ids.size).toBeLessThanOrEqual(2);
-    expect(await serverConnectionCount(server)).toBeLessThanOrEqual(2);
+    expect(await serverConnectionCount(server)).toBeLessThanOrEqual(3);
     await Promise.all(clients.map((c) => c.end()));
   });
 

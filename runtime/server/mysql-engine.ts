@@ -1,11 +1,11 @@
 /**
  * MySQL behind the Engine interface: client sockets become MysqlClientSessions; server
  * connections are opened, authenticated and initialised here (session tracking, init
- * query, tracked variables' values) for the shared pool. The server version clients see
- * is the target's, read from a probe connection's handshake at start.
+ * query, tracked variables' values) for the shared pool, always on the writer the target
+ * group found (probing @@read_only / @@innodb_read_only on each target). The server version
+ * clients see is the target's, read from a server handshake.
  */
 import { Socket, connect } from 'node:net';
-import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { TargetConfig, TidepoolConfig } from '../config/schema';
 import { ProxyError } from '../errors';
@@ -13,24 +13,96 @@ import { ConnectionPool } from '../pool/pool';
 import { RsaKeyPair, generateRsaKeyPair } from '../protocol/mysql/auth';
 import { CapabilityFlag } from '../protocol/mysql/constants';
 import { MysqlPacketFramer, encodePacket } from '../protocol/mysql/framing';
-import { mysqlErrPayload } from '../protocol/mysql/errors';
+import { MysqlServerError, mysqlErrPayload } from '../protocol/mysql/errors';
 import { parseHandshakeV10 } from '../protocol/mysql/packets';
 import { describePinReason } from '../protocol/mysql/pinning';
 import { MysqlBackend } from '../session/mysql/backend';
 import { MysqlClientSession, MysqlSessionContext, TargetInfo } from '../session/mysql/client';
 import { PrepareMetadataCache } from '../session/mysql/statements';
-import type { CredentialSource, PoolKey } from '../session/types';
+import type { Credential, CredentialSource, PoolKey } from '../session/types';
+import { ProbeResult, Target, TargetGroup, TargetProber } from '../pool/target-group';
 import type { ClientHandle, Engine, EngineStats } from './engine';
 import { createSocketTransport } from './sockets';
+import type { TlsSource } from './tls';
+import { isRefreshable } from '../secrets/secrets-manager';
+import { type ProxyMetrics, targetDimensionValue } from '../metrics';
 
 const SERVER_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_PORT = 3306;
+/** The writer probe holds one server connection of the pool's share. */
+const PROBE_CONNECTIONS = 1;
 /** Shown when the target could not be probed yet; replaced by the target's own version once it answers. */
 const FALLBACK_TARGET: TargetInfo = {
   serverVersion: '8.0.0-tidepool',
   capabilityFlags: 0xffffffff,
   characterSet: 45,
 };
+
+/** MySQL client error numbers and server errors that mean "not reachable right now" (restart, shutdown, a killed connection). */
+const TRANSIENT_MYSQL_CODES: ReadonlySet<number> = new Set([1053, 1077, 1152, 1184, 1927, 2002, 2003, 2006, 2013]);
+
+/**
+ * A startup failure worth waiting out: no answer at all (connection refused or reset, a
+ * timeout), or the server saying it cannot take connections right now (shutting down, a
+ * connection error SQLSTATE 08xxx).
+ */
+function isTransientStartupFailure(error: ProxyError): boolean {
+  if (error.transient) return true;
+  if (error instanceof MysqlServerError) {
+    return TRANSIENT_MYSQL_CODES.has(error.mysqlCode) || (error.mysqlSqlState ?? '').startsWith('08');
+  }
+  return error.code === 'SERVER_CONNECT_FAILED';
+}
+
+function connectTo(target: Target): Socket {
+  return connect({ host: target.host, port: target.port });
+}
+
+/** Asks one target whether it is writable, over a connection kept between probes. */
+class MysqlWriterProber implements TargetProber {
+  private backend: MysqlBackend | null = null;
+
+  constructor(
+    private readonly target: Target,
+    private readonly credential: () => Credential | undefined,
+    /** The target's handshake, the first time a probe logs in. */
+    private readonly onHandshake: (backend: MysqlBackend) => void,
+  ) {}
+
+  async probe(): Promise<ProbeResult> {
+    try {
+      if (this.backend === null || this.backend.isClosed) {
+        const credential = this.credential();
+        if (!credential) throw new Error('auth: no readable secret to probe the target with');
+        const backend = new MysqlBackend({ user: credential.username, database: '' }, connectTo(this.target), {
+          user: credential.username,
+          password: credential.password,
+          database: '',
+        });
+        backend.target = this.target;
+        this.backend = backend;
+        await backend.start();
+        this.onHandshake(backend);
+      }
+      const rows = await this.backend.ownQuery('SELECT @@global.read_only, @@global.innodb_read_only');
+      const row = rows[0];
+      return { writable: row !== undefined && isOff(row[0]) && isOff(row[1]) };
+    } catch (error) {
+      this.close();
+      if (error instanceof MysqlServerError && error.mysqlCode === 1045) throw new Error(`auth: ${error.message}`);
+      throw error;
+    }
+  }
+
+  close(): void {
+    this.backend?.close('probe closed');
+    this.backend = null;
+  }
+}
+
+function isOff(value: string | null | undefined): boolean {
+  return value === '0' || value?.toUpperCase() === 'OFF';
+}
 
 export class MysqlEngine implements Engine {
   readonly family = 'MYSQL' as const;
@@ -42,17 +114,33 @@ export class MysqlEngine implements Engine {
   private probing: Promise<TargetInfo> | null = null;
   private rsaKeys: RsaKeyPair | null = null;
 
+  readonly targets: TargetGroup;
+
   constructor(
     private readonly config: TidepoolConfig,
-    private readonly targetConfig: TargetConfig,
-    credentials: CredentialSource,
-    private readonly secureContext: SecureContext,
+    private readonly credentials: CredentialSource,
+    /** Who the writer probes log in as. */
+    probeCredential: () => Credential | undefined,
+    private readonly tls: TlsSource,
     private readonly log: Logger,
+    private readonly metrics: ProxyMetrics,
   ) {
+    this.targets = new TargetGroup(
+      config.targets.map((t: TargetConfig) => ({ host: t.host, port: t.port ?? DEFAULT_PORT })),
+      {
+        createProber: (target) => new MysqlWriterProber(target, probeCredential, (backend) => this.learnTarget(backend)),
+        intervalMs: 1000,
+        fastIntervalMs: 100,
+        probeTimeoutMs: 2000,
+        onWriterChanged: (writer, previous) => this.onWriterChanged(writer, previous),
+      },
+    );
     this.pool = new ConnectionPool<MysqlBackend>({
       open: (key) => this.openServerConnection(key),
       borrowTimeoutMs: config.connectionPoolConfig.connectionBorrowTimeout * 1000,
+      onBorrowed: (waitedMs) => metrics.borrowed(waitedMs),
       onEvent: (event) => {
+        if (event.kind === 'borrow-timeout') metrics.borrowTimedOut();
         if (event.kind === 'open-failed') {
           log.warn({ event: 'server-connect-failed', user: event.key.user, database: event.key.database, error: event.error.message }, 'could not open a database connection');
         } else if (event.kind === 'borrow-timeout') {
@@ -74,7 +162,16 @@ export class MysqlEngine implements Engine {
       events: {
         onPinned: (session, reason, detail) =>
           log.info({ event: 'pinned', client: session.id, user: session.user, database: session.database, reason, detail }, `pinned: ${reason} (${describePinReason(reason)})`),
-        onAuthFailed: (user, reason) => log.warn({ event: 'auth-failed', user, reason }, `authentication failed for user "${user}"`),
+        onAuthFailed: (user, reason) => {
+          metrics.clientSetupFailed();
+          log.warn({ event: 'auth-failed', user, reason }, `authentication failed for user "${user}"`);
+        },
+        onReady: () => metrics.clientSetupSucceeded(),
+        onQueryRequest: (tls) => metrics.queryRequest(tls),
+        onQueryResponse: (totalMs, databaseMs, backend) => {
+          metrics.queryResponseLatency(totalMs);
+          metrics.queryDatabaseResponseLatency(databaseMs, backend.targetName);
+        },
         debugSql: config.debugLogging ? (session, sql) => log.debug({ event: 'sql', client: session.id, sql }) : undefined,
       },
     };
@@ -94,7 +191,8 @@ export class MysqlEngine implements Engine {
       onTlsData: (chunk) => session.onData(chunk),
       onDrain: () => session.onTransportDrain(),
       onClosed: () => session.onTransportClosed(),
-      secureContext: () => this.secureContext,
+      secureContext: () => this.tls.secureContext,
+      onTlsUpgrade: () => this.metrics.clientConnectionUpgradedToTls(),
       onTlsError: (error) => this.log.debug({ event: 'tls-error', error: error.message }, 'client TLS error'),
     });
     session = new MysqlClientSession(transport, this.context);
@@ -120,19 +218,49 @@ export class MysqlEngine implements Engine {
     this.pool.sweep();
   }
 
+  start(): void {
+    this.targets.start();
+  }
+
   stats(): EngineStats {
-    return { pool: this.pool.stats(), limits: this.pool.currentLimits, serverConnections: this.pool.totalConnections };
+    return {
+      pool: this.pool.stats(),
+      limits: this.pool.currentLimits,
+      serverConnections: this.pool.totalConnections,
+      targets: this.targets.health(),
+      writer: this.targets.writer,
+    };
   }
 
   close(): void {
     this.pool.close();
+    this.targets.stop();
+  }
+
+  private onWriterChanged(writer: Target | null, previous: Target | null): void {
+    this.log.warn(
+      { event: 'writer-changed', writer: writer ? `${writer.host}:${writer.port}` : null, previous: previous ? `${previous.host}:${previous.port}` : null },
+      writer ? `writer is now ${writer.host}:${writer.port}` : 'no writer available: requests wait up to connectionBorrowTimeout',
+    );
+    // Connections to a former writer must not be written to: drop them all. Their clients'
+    // in-flight work fails; idle clients notice nothing.
+    this.pool.closeAll(writer ? 'the writer changed' : 'the writer is unavailable');
+    this.limitsKnown = false;
+  }
+
+  /** The version and capabilities clients are shown: the first target handshake seen. */
+  private learnTarget(backend: MysqlBackend): void {
+    if (backend.serverInfo && !this.target) {
+      this.target = { ...backend.serverInfo, capabilityFlags: backend.serverInfo.capabilityFlags | CapabilityFlag.CLIENT_SSL };
+    }
   }
 
   /** Reads the target's handshake (version, capabilities) without logging in. */
   private probeTarget(): Promise<TargetInfo> {
     if (this.target) return Promise.resolve(this.target);
     this.probing ??= new Promise<TargetInfo>((resolve, reject) => {
-      const socket = connect({ host: this.targetConfig.host, port: this.targetConfig.port ?? DEFAULT_PORT });
+      const configured = this.config.targets[0]!;
+      const socket = connectTo(this.targets.writer ?? { host: configured.host, port: configured.port ?? DEFAULT_PORT });
       const framer = new MysqlPacketFramer();
       const timer = setTimeout(() => socket.destroy(new Error('timed out probing the database')), SERVER_CONNECT_TIMEOUT_MS);
       socket.on('data', (chunk: Buffer) => {
@@ -164,26 +292,53 @@ export class MysqlEngine implements Engine {
   }
 
   private async openServerConnection(key: PoolKey): Promise<MysqlBackend> {
-    const credential = this.context.credentials.lookup(key.user);
+    try {
+      return await this.openServerConnectionOnce(key);
+    } catch (error) {
+      // The database rejected the secret's password: it may have been rotated. Re-read the
+      // secret and, if it changed, try once more.
+      if (error instanceof MysqlServerError && error.mysqlCode === 1045 && isRefreshable(this.credentials)) {
+        if (await this.credentials.refresh(key.user)) return this.openServerConnectionOnce(key);
+      }
+      throw error;
+    }
+  }
+
+  private async openServerConnectionOnce(key: PoolKey): Promise<MysqlBackend> {
+    const credential = this.credentials.lookup(key.user);
     if (!credential) throw new ProxyError('AUTH_FAILED', `no secret for user "${key.user}"`);
-    const socket = connect({ host: this.targetConfig.host, port: this.targetConfig.port ?? DEFAULT_PORT });
-    const backend = new MysqlBackend(key, socket, { user: credential.username, password: credential.password, database: key.database });
+    // During a failover this waits; the client's borrow timeout bounds the wait.
+    const writer = await this.targets.waitForWriter();
+    const backend = new MysqlBackend(key, connectTo(writer), { user: credential.username, password: credential.password, database: key.database });
+    backend.target = writer;
     backend.initQuery = this.config.connectionPoolConfig.initQuery;
+    // A connection the server dropped may mean the writer is gone: re-check now, not at the next tick.
+    backend.onLost = () => this.targets.suspect(writer);
+    const targetName = targetDimensionValue(writer);
+    backend.targetName = targetName;
+    this.metrics.databaseConnectionRequest(false, targetName);
     const timer = setTimeout(() => backend.close('timed out connecting to the database'), SERVER_CONNECT_TIMEOUT_MS);
     try {
       await backend.start();
-      if (backend.serverInfo && !this.target) {
-        this.target = { ...backend.serverInfo, capabilityFlags: backend.serverInfo.capabilityFlags | CapabilityFlag.CLIENT_SSL };
-      }
+      this.learnTarget(backend);
       await backend.initialiseSession();
       if (this.baseline.size === 0) this.baseline = new Map(backend.variables);
       if (!this.limitsKnown) await this.discoverLimits(backend);
+      if (this.targets.writer !== writer) throw new ProxyError('SERVER_CONNECT_FAILED', 'the writer changed while connecting', undefined, true);
     } catch (error) {
+      this.metrics.databaseConnectionFailed(targetName);
       backend.close('startup failed');
-      throw error;
+      const proxyError = error instanceof ProxyError ? error : new ProxyError('SERVER_CONNECT_FAILED', String(error));
+      if (isTransientStartupFailure(proxyError)) {
+        this.targets.suspect(writer);
+        throw new ProxyError('SERVER_CONNECT_FAILED', proxyError.message, proxyError.serverDetail, true);
+      }
+      throw proxyError;
     } finally {
       clearTimeout(timer);
     }
+    this.metrics.databaseConnectionOpened(false, targetName);
+    backend.onClosedForMetrics = () => this.metrics.databaseConnectionClosed(false, targetName);
     return backend;
   }
 
@@ -194,7 +349,8 @@ export class MysqlEngine implements Engine {
     if (!Number.isFinite(maxConnections) || maxConnections <= 0) return;
     const pool = this.config.connectionPoolConfig;
     const limits = {
-      maxConnections: Math.max(1, Math.floor((maxConnections * pool.maxConnectionsPercent) / 100)),
+      // The writer probe holds one connection of the share.
+      maxConnections: Math.max(1, Math.floor((maxConnections * pool.maxConnectionsPercent) / 100) - PROBE_CONNECTIONS),
       maxIdleConnections: Math.floor((maxConnections * pool.maxIdleConnectionsPercent) / 100),
     };
     this.limitsKnown = true;

@@ -74,7 +74,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   });
   const engine: Engine =
     config.engineFamily === 'MYSQL'
-      ? new MysqlEngine(config, config.targets[0]!, credentials, tls.secureContext, log)
+      ? new MysqlEngine(config, credentials, probeCredential, tls, log, metricsRuntime.metrics)
       : new PgEngine(config, credentials, probeCredential, tls, log, metricsRuntime.metrics, iamVerifier);
   engine.start?.();
   metricsRuntime.start();

@@ -149,6 +149,14 @@ export class MysqlBackend implements ServerConnection {
   threadId = 0;
   capabilities = 0;
   initQuery = '';
+  /** Where this connection goes (set by the engine). */
+  target: { host: string; port: number } | null = null;
+  /** The target's name in metrics (set by the engine). */
+  targetName = '';
+  /** Set by the engine once the connection is open: counts its close. */
+  onClosedForMetrics: (() => void) | null = null;
+  /** Set by the engine: the server side ended this connection (not the proxy). */
+  onLost: ((backend: MysqlBackend) => void) | null = null;
 
   private readonly framer = new MysqlPacketFramer();
   private tracker = new MysqlResponseTracker(BACKEND_CAPABILITIES);
@@ -175,8 +183,14 @@ export class MysqlBackend implements ServerConnection {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.peer?.onServerDrain());
-    socket.on('error', (error) => this.close(`server socket error: ${error.message}`));
-    socket.on('close', () => this.close('server closed the connection'));
+    socket.on('error', (error) => this.lost(`server socket error: ${error.message}`));
+    socket.on('close', () => this.lost('server closed the connection'));
+  }
+
+  private lost(reason: string): void {
+    if (this.isClosed) return;
+    this.onLost?.(this);
+    this.close(reason);
   }
 
   /** Authenticates; resolves when the server's OK arrived. */
@@ -355,6 +369,9 @@ export class MysqlBackend implements ServerConnection {
         exchange.done(this.tracker, exchange);
       }
     }
+    const onClosedForMetrics = this.onClosedForMetrics;
+    this.onClosedForMetrics = null;
+    onClosedForMetrics?.();
     const onClosed = this.onClosed;
     this.onClosed = null;
     onClosed?.(this, reason);
@@ -368,7 +385,7 @@ export class MysqlBackend implements ServerConnection {
       this.flushRun();
     } catch (error) {
       this.runSource = null;
-      this.close(`protocol error from the server: ${error instanceof Error ? error.message : String(error)}`);
+      this.lost(`protocol error from the server: ${error instanceof Error ? error.message : String(error)}`);
       return;
     }
     this.peer?.afterServerChunk();

@@ -73,6 +73,12 @@ export interface TargetInfo {
 export interface MysqlSessionEvents {
   onPinned(session: MysqlClientSession, reason: MysqlPinReason, detail: string | undefined): void;
   onAuthFailed(user: string, reason: string): void;
+  /** The client logged in and may send commands. */
+  onReady(session: MysqlClientSession): void;
+  /** A statement (COM_QUERY, COM_STMT_EXECUTE) went to the database. */
+  onQueryRequest(tls: boolean): void;
+  /** The first byte of a statement's response: since it arrived from the client, and since it went to the database. */
+  onQueryResponse(totalMs: number, databaseMs: number, backend: MysqlBackend): void;
   debugSql?(session: MysqlClientSession, sql: string): void;
 }
 
@@ -122,6 +128,13 @@ const UNSUPPORTED_COMMANDS: ReadonlySet<number> = new Set([
   Command.COM_STMT_BULK_EXECUTE,
   Command.COM_SHUTDOWN,
 ]);
+/**
+ * A statement that commits the open transaction: if its server connection is lost before the
+ * answer, the outcome is unknown. Leading comments and XA COMMIT included.
+ */
+const COMMIT_STATEMENT = /^(?:\s|\/\*[\s\S]*?\*\/)*(?:xa\s+)?commit\b/i;
+/** The MySQL error for a COMMIT whose answer never came: 2013 as for any lost connection, with SQLSTATE 08007 (transaction resolution unknown). */
+const COMMIT_OUTCOME_UNKNOWN = { code: 2013, sqlState: '08007' };
 /** DDL can change a prepared statement's metadata. */
 const DDL = /^\s*(?:alter|drop|create|rename|truncate)\b/i;
 
@@ -194,6 +207,11 @@ export class MysqlClientSession implements MysqlBackendPeer {
   private loginCollation = DEFAULT_COLLATION;
   /** An error owed to the client's next command (its server connection died between commands). */
   private owedError: ProxyError | null = null;
+  /** COMMITs sent whose answers have not arrived. */
+  private commitsInFlight = 0;
+  /** performance.now() when the oldest unanswered statement arrived from the client, and when it went to the database (0: none). */
+  private requestArrivedAt = 0;
+  private requestSentAt = 0;
 
   private readonly statements = new Map<number, ClientStatement>();
   private nextStatementId = 1;
@@ -304,6 +322,10 @@ export class MysqlClientSession implements MysqlBackendPeer {
       this.commandBytes = isContinuation ? this.commandBytes + payloadLength : payloadLength;
       if (this.commandBytes > this.context.maxMessageBytes) {
         throw new MysqlProtocolError('too-large', 'command too large');
+      }
+      if (this.requestArrivedAt === 0 && !isContinuation && payloadLength > 0) {
+        const command = source[payloadStart];
+        if (command === Command.COM_QUERY || command === Command.COM_STMT_EXECUTE) this.requestArrivedAt = performance.now();
       }
       this.pending.push({ wire, sequenceId, isContinuation, owned: false });
       return;
@@ -490,6 +512,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
 
   private finishLogin(): void {
     this.phase = Phase.Ready;
+    this.context.events.onReady(this);
     this.transport.write(encodePacket(this.okPayload(), this.responseSequence));
     this.pump();
   }
@@ -615,6 +638,14 @@ export class MysqlClientSession implements MysqlBackendPeer {
     const changesTracking = classification.trackedSets?.some((set) => set.name === 'session_track_schema') ?? false;
     const unlocks = classification.unlockTables === true;
     const exchange = this.simpleExchange(Command.COM_QUERY);
+    if (COMMIT_STATEMENT.test(sql)) {
+      this.commitsInFlight++;
+      const inner = exchange.done!;
+      exchange.done = (tracker, ex) => {
+        if (this.commitsInFlight > 0) this.commitsInFlight--;
+        inner(tracker, ex);
+      };
+    }
     if (changesTracking || unlocks) {
       const inner = exchange.done!;
       exchange.done = (tracker, ex) => {
@@ -860,6 +891,10 @@ export class MysqlClientSession implements MysqlBackendPeer {
   private forward(packet: PendingPacket, exchange: Exchange): void {
     const backend = this.backend!;
     this.midCommand = packet.wire.length - 4 === MAX_PACKET_PAYLOAD_LENGTH;
+    if (exchange.command === Command.COM_QUERY || exchange.command === Command.COM_STMT_EXECUTE) {
+      this.context.events.onQueryRequest(this.transport.isTls);
+      if (this.requestSentAt === 0) this.requestSentAt = performance.now();
+    }
     backend.expect(exchange);
     this.toServer(packet.wire);
   }
@@ -1119,6 +1154,12 @@ export class MysqlClientSession implements MysqlBackendPeer {
   // ---------------------------------------------------------------- MysqlBackendPeer
 
   fromServer(data: Buffer): void {
+    if (this.requestSentAt !== 0 && this.backend !== null) {
+      const now = performance.now();
+      this.context.events.onQueryResponse(now - (this.requestArrivedAt || this.requestSentAt), now - this.requestSentAt, this.backend);
+      this.requestSentAt = 0;
+      this.requestArrivedAt = 0;
+    }
     if (!this.transport.write(data) && !this.serverReadingPaused) {
       this.serverReadingPaused = true;
       this.backend?.pauseReading();
@@ -1133,6 +1174,10 @@ export class MysqlClientSession implements MysqlBackendPeer {
   onBackendLost(reason: string, forwardedInFlight: number): void {
     const wasPinned = this.pinReason !== null;
     const inTransaction = this.inTransaction;
+    const commitLost = this.commitsInFlight > 0;
+    this.commitsInFlight = 0;
+    this.requestSentAt = 0;
+    this.requestArrivedAt = 0;
     this.backend = null;
     this.serverReadingPaused = false;
     this.onServerDrain();
@@ -1155,8 +1200,16 @@ export class MysqlClientSession implements MysqlBackendPeer {
         : `server connection lost (${reason})`;
     const error = new ProxyError('SERVER_CONNECTION_LOST', message);
     if (forwardedInFlight > 0) {
-      // The command in flight gets the error as its answer.
-      this.sendError(error);
+      // Each command in flight gets an error as its answer (never an OK: the proxy cannot know
+      // what the server did). A COMMIT among them may or may not have committed: say so.
+      const answer = commitLost
+        ? new MysqlCodedError('SERVER_CONNECTION_LOST', COMMIT_OUTCOME_UNKNOWN, `server connection lost during COMMIT (${reason}); the transaction outcome is unknown`)
+        : error;
+      for (let i = 0; i < forwardedInFlight; i++) {
+        // Every later answer belongs to a command of its own, whose response starts at sequence id 1.
+        if (i > 0) this.responseSequence = 1;
+        this.sendError(answer);
+      }
     } else if (wasPinned || inTransaction) {
       // Nothing was running, but the client's transaction or session state is gone: its next command learns it.
       this.owedError = error;
