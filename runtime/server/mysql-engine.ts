@@ -7,7 +7,7 @@
  */
 import { Socket, connect } from 'node:net';
 import type { Logger } from 'pino';
-import type { TargetConfig, TidepoolConfig } from '../config/schema';
+import type { TidepoolConfig } from '../config/schema';
 import { ProxyError } from '../errors';
 import { ConnectionPool } from '../pool/pool';
 import { RsaKeyPair, generateRsaKeyPair } from '../protocol/mysql/auth';
@@ -22,6 +22,7 @@ import { PrepareMetadataCache } from '../session/mysql/statements';
 import type { Credential, CredentialSource, PoolKey } from '../session/types';
 import { ProbeResult, Target, TargetGroup, TargetProber } from '../pool/target-group';
 import type { ClientHandle, Engine, EngineStats } from './engine';
+import { PooledTargets } from './pooled-targets';
 import { createSocketTransport } from './sockets';
 import type { TlsSource } from './tls';
 import { isRefreshable } from '../secrets/secrets-manager';
@@ -29,8 +30,6 @@ import { type ProxyMetrics, targetDimensionValue } from '../metrics';
 
 const SERVER_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_PORT = 3306;
-/** The writer probe holds one server connection of the pool's share. */
-const PROBE_CONNECTIONS = 1;
 /** Shown when the target could not be probed yet; replaced by the target's own version once it answers. */
 const FALLBACK_TARGET: TargetInfo = {
   serverVersion: '8.0.0-tidepool',
@@ -108,7 +107,7 @@ export class MysqlEngine implements Engine {
   readonly family = 'MYSQL' as const;
   readonly pool: ConnectionPool<MysqlBackend>;
   private readonly context: MysqlSessionContext;
-  private limitsKnown = false;
+  private readonly core: PooledTargets<MysqlBackend>;
   private baseline: ReadonlyMap<string, string> = new Map();
   private target: TargetInfo | null = null;
   private probing: Promise<TargetInfo> | null = null;
@@ -125,29 +124,16 @@ export class MysqlEngine implements Engine {
     private readonly log: Logger,
     private readonly metrics: ProxyMetrics,
   ) {
-    this.targets = new TargetGroup(
-      config.targets.map((t: TargetConfig) => ({ host: t.host, port: t.port ?? DEFAULT_PORT })),
-      {
-        createProber: (target) => new MysqlWriterProber(target, probeCredential, (backend) => this.learnTarget(backend)),
-        intervalMs: 1000,
-        fastIntervalMs: 100,
-        probeTimeoutMs: 2000,
-        onWriterChanged: (writer, previous) => this.onWriterChanged(writer, previous),
-      },
-    );
-    this.pool = new ConnectionPool<MysqlBackend>({
+    this.core = new PooledTargets<MysqlBackend>({
+      config,
+      log,
+      metrics,
+      defaultPort: DEFAULT_PORT,
+      createProber: (target) => new MysqlWriterProber(target, probeCredential, (backend) => this.learnTarget(backend)),
       open: (key) => this.openServerConnection(key),
-      borrowTimeoutMs: config.connectionPoolConfig.connectionBorrowTimeout * 1000,
-      onBorrowed: (waitedMs) => metrics.borrowed(waitedMs),
-      onEvent: (event) => {
-        if (event.kind === 'borrow-timeout') metrics.borrowTimedOut();
-        if (event.kind === 'open-failed') {
-          log.warn({ event: 'server-connect-failed', user: event.key.user, database: event.key.database, error: event.error.message }, 'could not open a database connection');
-        } else if (event.kind === 'borrow-timeout') {
-          log.warn({ event: 'borrow-timeout', user: event.key.user, database: event.key.database, waitedMs: event.waitedMs }, 'Timed-out waiting to acquire database connection');
-        }
-      },
     });
+    this.pool = this.core.pool;
+    this.targets = this.core.targets;
     this.context = {
       requireTls: config.requireTls,
       maxMessageBytes: config.limits.maxMessageBytes,
@@ -215,37 +201,19 @@ export class MysqlEngine implements Engine {
   }
 
   sweep(): void {
-    this.pool.sweep();
+    this.core.sweep();
   }
 
   start(): void {
-    this.targets.start();
+    this.core.start();
   }
 
   stats(): EngineStats {
-    return {
-      pool: this.pool.stats(),
-      limits: this.pool.currentLimits,
-      serverConnections: this.pool.totalConnections,
-      targets: this.targets.health(),
-      writer: this.targets.writer,
-    };
+    return this.core.stats();
   }
 
   close(): void {
-    this.pool.close();
-    this.targets.stop();
-  }
-
-  private onWriterChanged(writer: Target | null, previous: Target | null): void {
-    this.log.warn(
-      { event: 'writer-changed', writer: writer ? `${writer.host}:${writer.port}` : null, previous: previous ? `${previous.host}:${previous.port}` : null },
-      writer ? `writer is now ${writer.host}:${writer.port}` : 'no writer available: requests wait up to connectionBorrowTimeout',
-    );
-    // Connections to a former writer must not be written to: drop them all. Their clients'
-    // in-flight work fails; idle clients notice nothing.
-    this.pool.closeAll(writer ? 'the writer changed' : 'the writer is unavailable');
-    this.limitsKnown = false;
+    this.core.close();
   }
 
   /** The version and capabilities clients are shown: the first target handshake seen. */
@@ -323,7 +291,7 @@ export class MysqlEngine implements Engine {
       this.learnTarget(backend);
       await backend.initialiseSession();
       if (this.baseline.size === 0) this.baseline = new Map(backend.variables);
-      if (!this.limitsKnown) await this.discoverLimits(backend);
+      if (this.core.needsLimits) this.core.applyServerMaxConnections(Number((await backend.ownQuery('SELECT @@max_connections'))[0]?.[0]));
       if (this.targets.writer !== writer) throw new ProxyError('SERVER_CONNECT_FAILED', 'the writer changed while connecting', undefined, true);
     } catch (error) {
       this.metrics.databaseConnectionFailed(targetName);
@@ -340,22 +308,6 @@ export class MysqlEngine implements Engine {
     this.metrics.databaseConnectionOpened(false, targetName);
     backend.onClosedForMetrics = () => this.metrics.databaseConnectionClosed(false, targetName);
     return backend;
-  }
-
-  /** The pool's ceiling is a share of the target's max_connections, read from the server itself. */
-  private async discoverLimits(backend: MysqlBackend): Promise<void> {
-    const rows = await backend.ownQuery('SELECT @@max_connections');
-    const maxConnections = Number(rows[0]?.[0]);
-    if (!Number.isFinite(maxConnections) || maxConnections <= 0) return;
-    const pool = this.config.connectionPoolConfig;
-    const limits = {
-      // The writer probe holds one connection of the share.
-      maxConnections: Math.max(1, Math.floor((maxConnections * pool.maxConnectionsPercent) / 100) - PROBE_CONNECTIONS),
-      maxIdleConnections: Math.floor((maxConnections * pool.maxIdleConnectionsPercent) / 100),
-    };
-    this.limitsKnown = true;
-    this.pool.setLimits(limits);
-    this.log.info({ event: 'pool-limits', targetMaxConnections: maxConnections, ...limits }, 'pool limits set from the target');
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import { Socket, connect } from 'node:net';
 import type { Logger } from 'pino';
-import type { TargetConfig, TidepoolConfig } from '../config/schema';
+import type { TidepoolConfig } from '../config/schema';
 import { ProxyError } from '../errors';
 import { ConnectionPool } from '../pool/pool';
 import { cancelRequest, errorResponse } from '../protocol/pg/messages';
@@ -20,6 +20,7 @@ import {
 import { StatementRegistry } from '../session/pg/statements';
 import type { Credential, CredentialSource, PoolKey } from '../session/types';
 import { ProbeResult, Target, TargetGroup, TargetProber } from '../pool/target-group';
+import { PooledTargets } from './pooled-targets';
 import type { ClientHandle, Engine, EngineStats } from './engine';
 import { SharedReadBuffer, adoptAcceptedSocket, createSocketTransport } from './sockets';
 import type { TlsSource } from './tls';
@@ -85,7 +86,7 @@ export class PgEngine implements Engine {
   readonly takesPausedSockets = true;
   readonly pool: ConnectionPool<PgBackend>;
   private readonly context: PgSessionContext;
-  private limitsKnown = false;
+  private readonly core: PooledTargets<PgBackend>;
   /** Every client socket reads into this one buffer (see SharedReadBuffer). */
   private readonly clientReadBuffer = new SharedReadBuffer();
 
@@ -101,29 +102,16 @@ export class PgEngine implements Engine {
     private readonly metrics: ProxyMetrics,
     iamVerifier: IamTokenVerifier | null,
   ) {
-    this.targets = new TargetGroup(
-      config.targets.map((t: TargetConfig) => ({ host: t.host, port: t.port ?? 5432 })),
-      {
-        createProber: (target) => new PgWriterProber(target, probeCredential),
-        intervalMs: 1000,
-        fastIntervalMs: 100,
-        probeTimeoutMs: 2000,
-        onWriterChanged: (writer, previous) => this.onWriterChanged(writer, previous),
-      },
-    );
-    this.pool = new ConnectionPool<PgBackend>({
+    this.core = new PooledTargets<PgBackend>({
+      config,
+      log,
+      metrics,
+      defaultPort: 5432,
+      createProber: (target) => new PgWriterProber(target, probeCredential),
       open: (key) => this.openServerConnection(key),
-      borrowTimeoutMs: config.connectionPoolConfig.connectionBorrowTimeout * 1000,
-      onBorrowed: (waitedMs) => metrics.borrowed(waitedMs),
-      onEvent: (event) => {
-        if (event.kind === 'borrow-timeout') metrics.borrowTimedOut();
-        if (event.kind === 'open-failed') {
-          log.warn({ event: 'server-connect-failed', user: event.key.user, database: event.key.database, error: event.error.message }, 'could not open a database connection');
-        } else if (event.kind === 'borrow-timeout') {
-          log.warn({ event: 'borrow-timeout', user: event.key.user, database: event.key.database, waitedMs: event.waitedMs }, 'Timed-out waiting to acquire database connection');
-        }
-      },
     });
+    this.pool = this.core.pool;
+    this.targets = this.core.targets;
     const events: PgSessionEvents = {
       onPinned: (session, reason) =>
         log.info({ event: 'pinned', client: session.id, user: session.user, database: session.database, reason }, `pinned: ${reason}`),
@@ -185,7 +173,7 @@ export class PgEngine implements Engine {
   }
 
   start(): void {
-    this.targets.start();
+    this.core.start();
   }
 
   refuseClient(socket: Socket, error: ProxyError): void {
@@ -195,33 +183,15 @@ export class PgEngine implements Engine {
   }
 
   sweep(): void {
-    this.pool.sweep();
+    this.core.sweep();
   }
 
   stats(): EngineStats {
-    return {
-      pool: this.pool.stats(),
-      limits: this.pool.currentLimits,
-      serverConnections: this.pool.totalConnections,
-      targets: this.targets.health(),
-      writer: this.targets.writer,
-    };
+    return this.core.stats();
   }
 
   close(): void {
-    this.pool.close();
-    this.targets.stop();
-  }
-
-  private onWriterChanged(writer: Target | null, previous: Target | null): void {
-    this.log.warn(
-      { event: 'writer-changed', writer: writer ? `${writer.host}:${writer.port}` : null, previous: previous ? `${previous.host}:${previous.port}` : null },
-      writer ? `writer is now ${writer.host}:${writer.port}` : 'no writer available: requests wait up to connectionBorrowTimeout',
-    );
-    // Connections to a former writer must not be written to: drop them all. Their clients'
-    // in-flight work fails; idle clients notice nothing.
-    this.pool.closeAll(writer ? 'the writer changed' : 'the writer is unavailable');
-    this.limitsKnown = false;
+    this.core.close();
   }
 
   private async openServerConnection(key: PoolKey): Promise<PgBackend> {
@@ -253,7 +223,7 @@ export class PgEngine implements Engine {
     try {
       await backend.start();
       if (backend.initQuery !== '') await backend.internalQuery(backend.initQuery);
-      if (!this.limitsKnown) await this.discoverLimits(backend);
+      if (this.core.needsLimits) this.core.applyServerMaxConnections(Number((await backend.internalQuery('SHOW max_connections')).rows[0]?.[0]));
       if (this.targets.writer !== writer) throw new ProxyError('SERVER_CONNECT_FAILED', 'the writer changed while connecting', undefined, true);
     } catch (error) {
       this.metrics.databaseConnectionFailed(targetName);
@@ -270,22 +240,6 @@ export class PgEngine implements Engine {
     this.metrics.databaseConnectionOpened(false, targetName);
     backend.onClosedForMetrics = () => this.metrics.databaseConnectionClosed(false, targetName);
     return backend;
-  }
-
-  /** The pool's ceiling is a share of the target's max_connections, read from the server itself. */
-  private async discoverLimits(backend: PgBackend): Promise<void> {
-    const result = await backend.internalQuery('SHOW max_connections');
-    const maxConnections = Number(result.rows[0]?.[0]);
-    if (!Number.isFinite(maxConnections) || maxConnections <= 0) return;
-    const pool = this.config.connectionPoolConfig;
-    const limits = {
-      // The writer probe holds one connection of the share.
-      maxConnections: Math.max(1, Math.floor((maxConnections * pool.maxConnectionsPercent) / 100) - 1),
-      maxIdleConnections: Math.floor((maxConnections * pool.maxIdleConnectionsPercent) / 100),
-    };
-    this.limitsKnown = true;
-    this.pool.setLimits(limits);
-    this.log.info({ event: 'pool-limits', targetMaxConnections: maxConnections, ...limits }, 'pool limits set from the target');
   }
 
   private sendCancel(backend: PgBackend): void {
