@@ -19,17 +19,16 @@ import { describePinReason } from '../protocol/mysql/pinning';
 import { MysqlBackend } from '../session/mysql/backend';
 import { MysqlClientSession, MysqlSessionContext, TargetInfo } from '../session/mysql/client';
 import { PrepareMetadataCache } from '../session/mysql/statements';
-import type { Credential, CredentialSource, PoolKey } from '../session/types';
+import type { Credential, CredentialSource } from '../session/types';
 import { ProbeResult, Target, TargetGroup, TargetProber } from '../pool/target-group';
 import type { ClientHandle, Engine, EngineStats } from './engine';
 import { PooledTargets } from './pooled-targets';
 import { createSocketTransport } from './sockets';
 import type { TlsSource } from './tls';
-import { isRefreshable } from '../secrets/secrets-manager';
-import { type ProxyMetrics, targetDimensionValue } from '../metrics';
+import type { ProxyMetrics } from '../metrics';
 
-const SERVER_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_PORT = 3306;
+const HANDSHAKE_PROBE_TIMEOUT_MS = 10_000;
 /** Shown when the target could not be probed yet; replaced by the target's own version once it answers. */
 const FALLBACK_TARGET: TargetInfo = {
   serverVersion: '8.0.0-tidepool',
@@ -117,7 +116,7 @@ export class MysqlEngine implements Engine {
 
   constructor(
     private readonly config: TidepoolConfig,
-    private readonly credentials: CredentialSource,
+    credentials: CredentialSource,
     /** Who the writer probes log in as. */
     probeCredential: () => Credential | undefined,
     private readonly tls: TlsSource,
@@ -129,8 +128,25 @@ export class MysqlEngine implements Engine {
       log,
       metrics,
       defaultPort: DEFAULT_PORT,
+      credentials,
       createProber: (target) => new MysqlWriterProber(target, probeCredential, (backend) => this.learnTarget(backend)),
-      open: (key) => this.openServerConnection(key),
+      recipe: {
+        create: (key, writer, credential) => {
+          const backend = new MysqlBackend(key, connectTo(writer), { user: credential.username, password: credential.password, database: key.database });
+          backend.target = writer;
+          backend.initQuery = config.connectionPoolConfig.initQuery;
+          return backend;
+        },
+        initialise: async (backend, wantMaxConnections) => {
+          await backend.start();
+          this.learnTarget(backend);
+          await backend.initialiseSession();
+          if (this.baseline.size === 0) this.baseline = new Map(backend.variables);
+          return wantMaxConnections ? Number((await backend.ownQuery('SELECT @@max_connections'))[0]?.[0]) : undefined;
+        },
+        isTransient: isTransientStartupFailure,
+        isPasswordRejected: (error) => error instanceof MysqlServerError && error.mysqlCode === 1045,
+      },
     });
     this.pool = this.core.pool;
     this.targets = this.core.targets;
@@ -230,7 +246,7 @@ export class MysqlEngine implements Engine {
       const configured = this.config.targets[0]!;
       const socket = connectTo(this.targets.writer ?? { host: configured.host, port: configured.port ?? DEFAULT_PORT });
       const framer = new MysqlPacketFramer();
-      const timer = setTimeout(() => socket.destroy(new Error('timed out probing the database')), SERVER_CONNECT_TIMEOUT_MS);
+      const timer = setTimeout(() => socket.destroy(new Error('timed out probing the database')), HANDSHAKE_PROBE_TIMEOUT_MS);
       socket.on('data', (chunk: Buffer) => {
         try {
           for (const packet of framer.pushPackets(chunk)) {
@@ -258,56 +274,4 @@ export class MysqlEngine implements Engine {
     });
     return this.probing;
   }
-
-  private async openServerConnection(key: PoolKey): Promise<MysqlBackend> {
-    try {
-      return await this.openServerConnectionOnce(key);
-    } catch (error) {
-      // The database rejected the secret's password: it may have been rotated. Re-read the
-      // secret and, if it changed, try once more.
-      if (error instanceof MysqlServerError && error.mysqlCode === 1045 && isRefreshable(this.credentials)) {
-        if (await this.credentials.refresh(key.user)) return this.openServerConnectionOnce(key);
-      }
-      throw error;
-    }
-  }
-
-  private async openServerConnectionOnce(key: PoolKey): Promise<MysqlBackend> {
-    const credential = this.credentials.lookup(key.user);
-    if (!credential) throw new ProxyError('AUTH_FAILED', `no secret for user "${key.user}"`);
-    // During a failover this waits; the client's borrow timeout bounds the wait.
-    const writer = await this.targets.waitForWriter();
-    const backend = new MysqlBackend(key, connectTo(writer), { user: credential.username, password: credential.password, database: key.database });
-    backend.target = writer;
-    backend.initQuery = this.config.connectionPoolConfig.initQuery;
-    // A connection the server dropped may mean the writer is gone: re-check now, not at the next tick.
-    backend.onLost = () => this.targets.suspect(writer);
-    const targetName = targetDimensionValue(writer);
-    backend.targetName = targetName;
-    this.metrics.databaseConnectionRequest(false, targetName);
-    const timer = setTimeout(() => backend.close('timed out connecting to the database'), SERVER_CONNECT_TIMEOUT_MS);
-    try {
-      await backend.start();
-      this.learnTarget(backend);
-      await backend.initialiseSession();
-      if (this.baseline.size === 0) this.baseline = new Map(backend.variables);
-      if (this.core.needsLimits) this.core.applyServerMaxConnections(Number((await backend.ownQuery('SELECT @@max_connections'))[0]?.[0]));
-      if (this.targets.writer !== writer) throw new ProxyError('SERVER_CONNECT_FAILED', 'the writer changed while connecting', undefined, true);
-    } catch (error) {
-      this.metrics.databaseConnectionFailed(targetName);
-      backend.close('startup failed');
-      const proxyError = error instanceof ProxyError ? error : new ProxyError('SERVER_CONNECT_FAILED', String(error));
-      if (isTransientStartupFailure(proxyError)) {
-        this.targets.suspect(writer);
-        throw new ProxyError('SERVER_CONNECT_FAILED', proxyError.message, proxyError.serverDetail, true);
-      }
-      throw proxyError;
-    } finally {
-      clearTimeout(timer);
-    }
-    this.metrics.databaseConnectionOpened(false, targetName);
-    backend.onClosedForMetrics = () => this.metrics.databaseConnectionClosed(false, targetName);
-    return backend;
-  }
 }
-

@@ -18,17 +18,14 @@ import {
   StartupParamCache,
 } from '../session/pg/client';
 import { StatementRegistry } from '../session/pg/statements';
-import type { Credential, CredentialSource, PoolKey } from '../session/types';
+import type { Credential, CredentialSource } from '../session/types';
 import { ProbeResult, Target, TargetGroup, TargetProber } from '../pool/target-group';
 import { PooledTargets } from './pooled-targets';
 import type { ClientHandle, Engine, EngineStats } from './engine';
 import { SharedReadBuffer, adoptAcceptedSocket, createSocketTransport } from './sockets';
 import type { TlsSource } from './tls';
 import type { IamTokenVerifier } from '../secrets/iam-token';
-import { isRefreshable } from '../secrets/secrets-manager';
-import { type ProxyMetrics, targetDimensionValue } from '../metrics';
-
-const SERVER_CONNECT_TIMEOUT_MS = 10_000;
+import type { ProxyMetrics } from '../metrics';
 
 /**
  * A startup failure worth waiting out: no answer at all (connection refused or reset, a
@@ -93,8 +90,8 @@ export class PgEngine implements Engine {
   readonly targets: TargetGroup;
 
   constructor(
-    private readonly config: TidepoolConfig,
-    private readonly credentials: CredentialSource,
+    config: TidepoolConfig,
+    credentials: CredentialSource,
     /** Who the writer probes log in as. */
     probeCredential: () => Credential | undefined,
     private readonly tls: TlsSource,
@@ -107,8 +104,22 @@ export class PgEngine implements Engine {
       log,
       metrics,
       defaultPort: 5432,
+      credentials,
       createProber: (target) => new PgWriterProber(target, probeCredential),
-      open: (key) => this.openServerConnection(key),
+      recipe: {
+        create: (key, writer, credential) => {
+          const backend = new PgBackend(key, writer, { user: credential.username, password: credential.password, database: key.database });
+          backend.initQuery = config.connectionPoolConfig.initQuery;
+          return backend;
+        },
+        initialise: async (backend, wantMaxConnections) => {
+          await backend.start();
+          if (backend.initQuery !== '') await backend.internalQuery(backend.initQuery);
+          return wantMaxConnections ? Number((await backend.internalQuery('SHOW max_connections')).rows[0]?.[0]) : undefined;
+        },
+        isTransient: isTransientStartupFailure,
+        isPasswordRejected: (error) => error instanceof ProxyError && error.serverDetail?.sqlState === '28P01',
+      },
     });
     this.pool = this.core.pool;
     this.targets = this.core.targets;
@@ -192,54 +203,6 @@ export class PgEngine implements Engine {
 
   close(): void {
     this.core.close();
-  }
-
-  private async openServerConnection(key: PoolKey): Promise<PgBackend> {
-    try {
-      return await this.openServerConnectionOnce(key);
-    } catch (error) {
-      // The database rejected the secret's password: it may have been rotated. Re-read the
-      // secret and, if it changed, try once more.
-      if (error instanceof ProxyError && error.serverDetail?.sqlState === '28P01' && isRefreshable(this.credentials)) {
-        if (await this.credentials.refresh(key.user)) return this.openServerConnectionOnce(key);
-      }
-      throw error;
-    }
-  }
-
-  private async openServerConnectionOnce(key: PoolKey): Promise<PgBackend> {
-    const credential = this.credentials.lookup(key.user);
-    if (!credential) throw new ProxyError('AUTH_FAILED', `no secret for user "${key.user}"`);
-    // During a failover this waits; the client's borrow timeout bounds the wait.
-    const writer = await this.targets.waitForWriter();
-    const backend = new PgBackend(key, writer, { user: credential.username, password: credential.password, database: key.database });
-    backend.initQuery = this.config.connectionPoolConfig.initQuery;
-    // A connection the server dropped may mean the writer is gone: re-check now, not at the next tick.
-    backend.onLost = (lost) => this.targets.suspect(lost.target);
-    const targetName = targetDimensionValue(writer);
-    backend.targetName = targetName;
-    this.metrics.databaseConnectionRequest(false, targetName);
-    const timer = setTimeout(() => backend.close('timed out connecting to the database'), SERVER_CONNECT_TIMEOUT_MS);
-    try {
-      await backend.start();
-      if (backend.initQuery !== '') await backend.internalQuery(backend.initQuery);
-      if (this.core.needsLimits) this.core.applyServerMaxConnections(Number((await backend.internalQuery('SHOW max_connections')).rows[0]?.[0]));
-      if (this.targets.writer !== writer) throw new ProxyError('SERVER_CONNECT_FAILED', 'the writer changed while connecting', undefined, true);
-    } catch (error) {
-      this.metrics.databaseConnectionFailed(targetName);
-      backend.close('startup failed');
-      const proxyError = error instanceof ProxyError ? error : new ProxyError('SERVER_CONNECT_FAILED', String(error));
-      if (isTransientStartupFailure(proxyError)) {
-        this.targets.suspect(writer);
-        throw new ProxyError('SERVER_CONNECT_FAILED', proxyError.message, proxyError.serverDetail, true);
-      }
-      throw proxyError;
-    } finally {
-      clearTimeout(timer);
-    }
-    this.metrics.databaseConnectionOpened(false, targetName);
-    backend.onClosedForMetrics = () => this.metrics.databaseConnectionClosed(false, targetName);
-    return backend;
   }
 
   private sendCancel(backend: PgBackend): void {

@@ -6,25 +6,48 @@
  */
 import type { Logger } from 'pino';
 import type { TidepoolConfig } from '../config/schema';
-import type { ProxyMetrics } from '../metrics';
+import { ProxyError } from '../errors';
+import { type ProxyMetrics, targetDimensionValue } from '../metrics';
+import { isRefreshable } from '../secrets/secrets-manager';
 import { ConnectionPool } from '../pool/pool';
 import { Target, TargetGroup, TargetProber } from '../pool/target-group';
-import type { PoolKey, ServerConnection } from '../session/types';
+import type { Credential, CredentialSource, PoolKey, ServerConnection } from '../session/types';
 import type { EngineStats } from './engine';
 
 /** The writer probe holds one connection of the maxConnectionsPercent share. */
 const PROBE_CONNECTIONS = 1;
+const SERVER_CONNECT_TIMEOUT_MS = 10_000;
 
-export interface PooledTargetsOptions<C extends ServerConnection> {
+/** The hooks the shared open flow sets on an engine's server connection. */
+export interface OpenableConnection extends ServerConnection {
+  targetName: string;
+  // `never`: each engine types the parameter as its own connection; the shared flow passes none.
+  onLost: ((conn: never) => void) | null;
+  onClosedForMetrics: (() => void) | null;
+}
+
+/** How an engine makes a server connection; the shared flow does the waiting, timing, metrics and retries. */
+export interface ConnectionRecipe<C extends OpenableConnection> {
+  create(key: PoolKey, writer: Target, credential: Credential): C;
+  /** Logs in and prepares the session; returns the server's max_connections when `wantMaxConnections`. */
+  initialise(conn: C, wantMaxConnections: boolean): Promise<number | undefined>;
+  /** A startup failure worth waiting out (the target is unreachable or changing roles). */
+  isTransient(error: ProxyError): boolean;
+  /** The database rejected the secret's password (it may have been rotated). */
+  isPasswordRejected(error: unknown): boolean;
+}
+
+export interface PooledTargetsOptions<C extends OpenableConnection> {
   config: TidepoolConfig;
   log: Logger;
   metrics: ProxyMetrics;
+  credentials: CredentialSource;
   defaultPort: number;
   createProber(target: Target): TargetProber;
-  open(key: PoolKey): Promise<C>;
+  recipe: ConnectionRecipe<C>;
 }
 
-export class PooledTargets<C extends ServerConnection> {
+export class PooledTargets<C extends OpenableConnection> {
   readonly pool: ConnectionPool<C>;
   readonly targets: TargetGroup;
   private limitsKnown = false;
@@ -42,7 +65,7 @@ export class PooledTargets<C extends ServerConnection> {
       },
     );
     this.pool = new ConnectionPool<C>({
-      open: (key) => options.open(key),
+      open: (key) => this.open(key),
       borrowTimeoutMs: config.connectionPoolConfig.connectionBorrowTimeout * 1000,
       onBorrowed: (waitedMs) => metrics.borrowed(waitedMs),
       onEvent: (event) => {
@@ -76,6 +99,54 @@ export class PooledTargets<C extends ServerConnection> {
 
   start(): void {
     this.targets.start();
+  }
+
+  private async open(key: PoolKey): Promise<C> {
+    try {
+      return await this.openOnce(key);
+    } catch (error) {
+      // The database rejected the secret's password: it may have been rotated. Re-read the
+      // secret and, if it changed, try once more.
+      const credentials = this.options.credentials;
+      if (this.options.recipe.isPasswordRejected(error) && isRefreshable(credentials) && (await credentials.refresh(key.user))) {
+        return this.openOnce(key);
+      }
+      throw error;
+    }
+  }
+
+  private async openOnce(key: PoolKey): Promise<C> {
+    const { metrics, recipe } = this.options;
+    const credential = this.options.credentials.lookup(key.user);
+    if (!credential) throw new ProxyError('AUTH_FAILED', `no secret for user "${key.user}"`);
+    // During a failover this waits; the client's borrow timeout bounds the wait.
+    const writer = await this.targets.waitForWriter();
+    const conn = recipe.create(key, writer, credential);
+    // A connection the server dropped may mean the writer is gone: re-check now, not at the next tick.
+    conn.onLost = () => this.targets.suspect(writer);
+    const targetName = targetDimensionValue(writer);
+    conn.targetName = targetName;
+    metrics.databaseConnectionRequest(false, targetName);
+    const timer = setTimeout(() => conn.close('timed out connecting to the database'), SERVER_CONNECT_TIMEOUT_MS);
+    try {
+      const maxConnections = await recipe.initialise(conn, this.needsLimits);
+      if (maxConnections !== undefined) this.applyServerMaxConnections(maxConnections);
+      if (this.targets.writer !== writer) throw new ProxyError('SERVER_CONNECT_FAILED', 'the writer changed while connecting', undefined, true);
+    } catch (error) {
+      metrics.databaseConnectionFailed(targetName);
+      conn.close('startup failed');
+      const proxyError = error instanceof ProxyError ? error : new ProxyError('SERVER_CONNECT_FAILED', String(error));
+      if (recipe.isTransient(proxyError)) {
+        this.targets.suspect(writer);
+        throw new ProxyError('SERVER_CONNECT_FAILED', proxyError.message, proxyError.serverDetail, true);
+      }
+      throw proxyError;
+    } finally {
+      clearTimeout(timer);
+    }
+    metrics.databaseConnectionOpened(false, targetName);
+    conn.onClosedForMetrics = () => metrics.databaseConnectionClosed(false, targetName);
+    return conn;
   }
 
   sweep(): void {
