@@ -59,8 +59,19 @@ export const authSchema = z
     message: 'exactly one of secretFile or secretArn is required',
   });
 
+export const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
+export type TlsVersion = (typeof TLS_VERSIONS)[number];
+
+export const TARGET_TLS_MODES = ['FOLLOW_CLIENT', 'REQUIRED', 'DISABLED'] as const;
+export type TargetTlsMode = (typeof TARGET_TLS_MODES)[number];
+
 export const tlsSchema = z
   .strictObject({
+    /**
+     * Oldest TLS version clients may use. The RDS Proxy guide allows 1.0 and 1.1 for old clients; they are
+     * opt-in here because they are insecure. @default "TLSv1.2"
+     */
+    minVersion: z.enum(TLS_VERSIONS).default('TLSv1.2'),
     /** PEM certificate chain presented to clients. Omit both files for a self-signed certificate generated at start. */
     certFile: nonEmpty.optional(),
     keyFile: nonEmpty.optional(),
@@ -75,6 +86,37 @@ export const tlsSchema = z
   })
   .refine((t) => t.secretArn === undefined || t.certFile === undefined, {
     message: 'use either secretArn or certFile/keyFile, not both',
+  });
+
+export const targetTlsSchema = z.strictObject({
+  /**
+   * FOLLOW_CLIENT: a client that connected with TLS is served by server connections over TLS and a
+   * plaintext client by plaintext ones (the RDS Proxy rule: "the proxy uses the same encryption setting when it
+   * makes a connection to the underlying database"); a server that offers no TLS is then used in plaintext
+   * unless `caFile` is set. REQUIRED: every server connection uses TLS. DISABLED: never. @default FOLLOW_CLIENT
+   */
+  mode: z.enum(TARGET_TLS_MODES).default('FOLLOW_CLIENT'),
+  /**
+   * PEM bundle of the CAs the database certificate must chain to (for RDS, the global bundle). When set, TLS
+   * server connections verify the chain and the host name, and a server without TLS is refused.
+   * @default the certificate is not verified (as libpq's sslmode=require)
+   */
+  caFile: nonEmpty.optional(),
+  /** Check that the certificate names the target host (only with caFile). @default true */
+  verifyHostname: z.boolean().default(true),
+});
+
+export const rdsTargetsSchema = z
+  .strictObject({
+    /** An RDS or Aurora DB cluster whose members are listed with DescribeDBClusters / DescribeDBInstances. */
+    dbClusterIdentifier: nonEmpty.optional(),
+    /** RDS DB instances (e.g. a Multi-AZ or replica set) listed with DescribeDBInstances. */
+    dbInstanceIdentifiers: z.array(nonEmpty).min(1).optional(),
+    /** Seconds between listings, to notice added, removed or promoted instances. @default 30 */
+    refreshInterval: z.number().int().min(1).max(3600).default(30),
+  })
+  .refine((r) => r.dbClusterIdentifier !== undefined || r.dbInstanceIdentifiers !== undefined, {
+    message: 'give dbClusterIdentifier or dbInstanceIdentifiers',
   });
 
 export const adminSchema = z.strictObject({
@@ -106,6 +148,7 @@ export const awsSchema = z.strictObject({
   /** Endpoint overrides, for testing against local stand-ins. */
   cloudWatchEndpoint: z.url().optional(),
   secretsManagerEndpoint: z.url().optional(),
+  rdsEndpoint: z.url().optional(),
 });
 
 export const iamSchema = z.strictObject({
@@ -157,12 +200,17 @@ export const configSchema = z
     engineFamily: z.enum(ENGINE_FAMILIES),
     /** @default { host: "0.0.0.0", port: the engine's port } */
     listen: z.strictObject({ host: nonEmpty.default('0.0.0.0'), port: port.optional() }).default({ host: '0.0.0.0' }),
-    targets: z.array(targetSchema).min(1, 'at least one target is required'),
+    /** Static database endpoints; with `rdsTargets` these are added to the listed instances. @default [] */
+    targets: z.array(targetSchema).default([]),
+    /** Database instances discovered through the RDS API instead of (or besides) static `targets`. */
+    rdsTargets: rdsTargetsSchema.optional(),
     auth: z.array(authSchema).min(1, 'at least one auth entry is required').max(200, 'at most 200 secrets per proxy'),
     /** @default false */
     requireTls: z.boolean().default(false),
     /** @default a self-signed certificate generated at start */
-    tls: tlsSchema.default({}),
+    tls: tlsSchema.default(() => tlsSchema.parse({})),
+    /** TLS from the proxy to the database. @default { mode: "FOLLOW_CLIENT" } */
+    targetTls: targetTlsSchema.default(() => targetTlsSchema.parse({})),
     /** Seconds a client connection may stay idle before it is closed. @default 1800 */
     idleClientTimeout: z.number().int().min(1).max(28800).default(1800),
     connectionPoolConfig: connectionPoolConfigSchema.default(() => connectionPoolConfigSchema.parse({})),
@@ -177,6 +225,9 @@ export const configSchema = z
     debugLogging: z.boolean().default(false),
   })
   .superRefine((c, ctx) => {
+    if (c.targets.length === 0 && c.rdsTargets === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['targets'], message: 'at least one target is required (or rdsTargets)' });
+    }
     c.auth.forEach((a, i) => {
       const type = a.clientPasswordAuthType;
       if (type === undefined) return;
