@@ -9,7 +9,8 @@ import { App, CfnOutput, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import { Construct } from 'constructs';
-import { DatabaseProxy, ProxyTarget } from '../constructs';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { DatabaseProxy, DefaultAlarms, ProxyTarget } from '../constructs';
 
 export type SampleEngine = 'postgres' | 'mysql';
 const ENGINES: readonly SampleEngine[] = ['postgres', 'mysql'];
@@ -22,6 +23,8 @@ export class TidepoolSampleStack extends Stack {
   public readonly vpc: ec2.Vpc;
   public readonly database: rds.DatabaseCluster;
   public readonly proxy: DatabaseProxy;
+  public readonly alarms: DefaultAlarms;
+  public readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: TidepoolSampleStackProps) {
     super(scope, id, props);
@@ -54,6 +57,9 @@ export class TidepoolSampleStack extends Stack {
     });
     // Anything in the VPC may connect; narrow this to your clients' security groups.
     this.proxy.connections.allowDefaultPortFrom(ec2.Peer.ipv4(this.vpc.vpcCidrBlock), 'Clients in the VPC');
+    // Writer unavailable, borrow timeouts, pinning. Pass `alarmActions: [new SnsAction(topic)]` to be paged.
+    this.alarms = this.proxy.addDefaultAlarms();
+    this.dashboard = this.proxy.addDashboard('Dashboard');
 
     new CfnOutput(this, 'ProxyEndpoint', { value: this.proxy.endpoint });
     new CfnOutput(this, 'ProxyPort', { value: String(this.proxy.port) });

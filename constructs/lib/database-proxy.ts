@@ -8,8 +8,15 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { CLIENT_PASSWORD_AUTH_TYPES, ClientPasswordAuthType, defaultPortFor, SESSION_PINNING_FILTERS, SessionPinningFilter } from '../../runtime/config/schema';
-import { DEFAULT_TARGET_GROUP, findProxyMetric, METRIC_DIMENSIONS, READ_WRITE_TARGET_ROLE } from './metric-catalog';
+import {
+  CLIENT_PASSWORD_AUTH_TYPES,
+  ClientPasswordAuthType,
+  defaultPortFor,
+  SESSION_PINNING_FILTERS,
+  SessionPinningFilter,
+} from '../../runtime/config/schema';
+import { DEFAULT_TARGET_GROUP, findProxyMetric, METRIC_DIMENSIONS, MetricUnitName, READ_WRITE_TARGET_ROLE } from './metric-catalog';
+import { createDashboard, createDefaultAlarms, DatabaseProxyDashboardOptions, DefaultAlarms, DefaultAlarmsOptions } from './monitoring';
 import { TidepoolValidationError } from './private/errors';
 import {
   ADMIN_PORT,
@@ -20,7 +27,7 @@ import {
 } from './private/render-config';
 import { defaultRuntimeImage } from './private/runtime-image';
 import { EngineFamily, ProxyTarget, ProxyTargetConfig } from './proxy-target';
-import { ProxyTlsCertificate } from './tls';
+import { ProxyTlsCertificate, TargetCertificateAuthority, TargetTlsMode, TlsVersion } from './tls';
 
 /** The namespace the runtime publishes its metrics to unless told otherwise. */
 export const DEFAULT_METRICS_NAMESPACE = 'Tidepool';
@@ -235,6 +242,39 @@ export interface DatabaseProxyOptions {
   readonly tlsCertificate?: ProxyTlsCertificate;
 
   /**
+   * The oldest TLS version clients may negotiate. RDS Proxy still accepts 1.0 and 1.1 for old clients;
+   * here they are opt-in, because both are deprecated (RFC 8996).
+   *
+   * @default TlsVersion.TLS_V1_2
+   */
+  readonly minimumTlsVersion?: TlsVersion;
+
+  /**
+   * Whether the proxy's connections to the database use TLS.
+   *
+   * @default TargetTlsMode.FOLLOW_CLIENT - TLS exactly when the client connected with TLS (RDS Proxy's rule);
+   * with `requireTLS` (the default) that means always
+   */
+  readonly targetTlsMode?: TargetTlsMode;
+
+  /**
+   * The certificate authorities the database's certificate must chain to. When given, the proxy verifies
+   * the database's certificate (and, with `verifyTargetHostname`, its host name) and refuses a database
+   * that offers no TLS. For RDS and Aurora use `TargetCertificateAuthority.rdsGlobalBundle()`.
+   *
+   * @default - the database's certificate is encrypted against but not verified (like libpq's `sslmode=require`)
+   */
+  readonly targetCertificateAuthority?: TargetCertificateAuthority;
+
+  /**
+   * Whether the database's certificate must name the host the proxy connects to. Applies only with
+   * `targetCertificateAuthority`. RDS certificates name the instance and cluster endpoints.
+   *
+   * @default true
+   */
+  readonly verifyTargetHostname?: boolean;
+
+  /**
    * How long a task that is being replaced or scaled in keeps serving open transactions. The load balancer
    * stops sending it new connections for this long (its deregistration delay), then the runtime gets SIGTERM
    * and gives open transactions up to this long again before it closes every connection. At most 110 s,
@@ -363,6 +403,21 @@ export interface IDatabaseProxy extends IResource, ec2.IConnectable {
   metricQueryRequestsTLS(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
   /** Microseconds between a query request and the proxy's response. Average. */
   metricQueryResponseLatency(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  /** Client requests that waited the whole borrow timeout without a database connection (Tidepool only). Sum. */
+  metricDatabaseConnectionsBorrowTimeouts(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  /** Seconds in each minute during which the target group had a writer (RDS Proxy preview metric). Average. */
+  metricTargetGroupWriterAvailableDuration(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+
+  /**
+   * Creates the alarms most proxies want: writer unavailable, borrow timeouts and a high share of pinned
+   * connections. Call it at most once per proxy.
+   */
+  addDefaultAlarms(options?: DefaultAlarmsOptions): DefaultAlarms;
+
+  /**
+   * Creates a CloudWatch dashboard of the proxy's connections, latencies, availability and logins.
+   */
+  addDashboard(id: string, options?: DatabaseProxyDashboardOptions): cloudwatch.Dashboard;
 }
 
 /**
@@ -377,13 +432,47 @@ export abstract class DatabaseProxyBase extends Resource implements IDatabasePro
 
   public abstract grantConnect(grantee: iam.IGrantable, dbUser?: string): iam.Grant;
 
+  private defaultAlarms?: DefaultAlarms;
+
+  /**
+   * Creates the alarms most proxies want, in a child construct `DefaultAlarms`:
+   *
+   * - `WriterUnavailable`: `AvailabilityPercentage` (writer role) below 50% for 2 minutes in a row; missing
+   *   data counts as breaching, because every running task reports it each minute.
+   * - `BorrowTimeouts`: any `DatabaseConnectionsBorrowTimeouts` in a minute (clients got errors).
+   * - `SessionPinning`: more than 50% of database connections pinned for 5 minutes in a row.
+   *
+   * A method rather than a prop, because it works the same on an imported proxy (alarms in a monitoring
+   * stack of their own) and returns the alarms, so callers can add actions, composite alarms or dashboards;
+   * aws-cdk-lib's own constructs create no alarm unless asked, and neither does this one.
+   *
+   * @returns the three alarms
+   */
+  public addDefaultAlarms(options: DefaultAlarmsOptions = {}): DefaultAlarms {
+    if (this.defaultAlarms) {
+      throw new TidepoolValidationError(this, 'addDefaultAlarms() was already called on this proxy; it creates one set of alarms.');
+    }
+    this.defaultAlarms = createDefaultAlarms(new Construct(this, 'DefaultAlarms'), this, options);
+    return this.defaultAlarms;
+  }
+
+  /**
+   * Creates a CloudWatch dashboard (a child construct named `id`) with graphs of client connections,
+   * database connections (open, borrowed, pinned, in a transaction, the ceiling), query and borrow latency,
+   * borrow timeouts, writer availability, logins and database connection setup, under a status row of the
+   * default alarms when `addDefaultAlarms()` was called first.
+   */
+  public addDashboard(id: string, options: DatabaseProxyDashboardOptions = {}): cloudwatch.Dashboard {
+    return createDashboard(this, id, this, options, this.defaultAlarms);
+  }
+
   /**
    * One of the proxy's metrics by name. Known metrics get RDS Proxy's dimensions, statistic and unit, and
    * a one-minute period: every task reports each gauge once a minute, so a one-minute Sum adds up the tasks,
    * where a longer period would also add up the minutes.
    *
    * `AvailabilityPercentage` is published per target group and role only, so its dimensions include
-   * `TargetGroup=default` and `TargetRole=READ_WRITE`.
+   * `TargetGroup=default` and `TargetRole=READWRITE` (CloudWatch's spelling of the writer role).
    */
   public metric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     const definition = findProxyMetric(metricName);
@@ -498,10 +587,21 @@ export abstract class DatabaseProxyBase extends Resource implements IDatabasePro
   public metricQueryResponseLatency(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric('QueryResponseLatency', props);
   }
+  /**
+   * The number of client requests that waited the whole borrow timeout without getting a database
+   * connection, and so got an error. Tidepool only (RDS Proxy has no such metric). Sum.
+   */
+  public metricDatabaseConnectionsBorrowTimeouts(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('DatabaseConnectionsBorrowTimeouts', props);
+  }
+  /** The seconds in each minute during which the target group had a writer (an RDS Proxy preview metric). Average. */
+  public metricTargetGroupWriterAvailableDuration(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('TargetGroupWriterAvailableDuration', props);
+  }
 }
 
-function unitKey(unit: 'Count' | 'Microseconds' | 'Percent'): 'COUNT' | 'MICROSECONDS' | 'PERCENT' {
-  return unit.toUpperCase() as 'COUNT' | 'MICROSECONDS' | 'PERCENT';
+function unitKey(unit: MetricUnitName): 'COUNT' | 'MICROSECONDS' | 'PERCENT' | 'SECONDS' {
+  return unit.toUpperCase() as 'COUNT' | 'MICROSECONDS' | 'PERCENT' | 'SECONDS';
 }
 
 /**
@@ -723,6 +823,9 @@ export class DatabaseProxy extends DatabaseProxyBase {
     });
 
     this.acknowledgeDesignFindings({ ownsCluster: props.cluster === undefined });
+    for (const acknowledgement of target.rdsDiscovery?.acknowledgements ?? []) {
+      Validations.of(this).acknowledge(acknowledgement);
+    }
   }
 
   /**
@@ -927,8 +1030,20 @@ function renderBaseConfig(
     listen: { host: '0.0.0.0', port: proxy.port },
     targets: target.endpoints.map((endpoint) => ({ host: endpoint.hostname, port: endpoint.port })),
     auth,
+    ...(target.rdsDiscovery && {
+      rdsTargets: {
+        ...(target.rdsDiscovery.dbClusterIdentifier !== undefined && { dbClusterIdentifier: target.rdsDiscovery.dbClusterIdentifier }),
+        ...(target.rdsDiscovery.dbInstanceIdentifiers !== undefined && { dbInstanceIdentifiers: target.rdsDiscovery.dbInstanceIdentifiers }),
+        refreshInterval: target.rdsDiscovery.refreshIntervalSeconds,
+      },
+      aws: { region: target.rdsDiscovery.region },
+    }),
     requireTls: props.requireTLS ?? true,
-    tls: inputs.tlsSecret ? { secretArn: inputs.tlsSecret.secretArn } : {},
+    tls: {
+      minVersion: props.minimumTlsVersion ?? TlsVersion.TLS_V1_2,
+      ...(inputs.tlsSecret && { secretArn: inputs.tlsSecret.secretArn }),
+    },
+    targetTls: renderTargetTls(proxy, props),
     idleClientTimeout: inputs.idleClientTimeoutSeconds,
     connectionPoolConfig: {
       maxConnectionsPercent: perTaskMaxConnectionsPercent,
@@ -942,6 +1057,33 @@ function renderBaseConfig(
     admin: { port: ADMIN_PORT },
     metrics: { namespace: proxy.metricsNamespace, publishIntervalSeconds: METRICS_INTERVAL_SECONDS },
     iam: { allowList: [] },
+  };
+}
+
+function renderTargetTls(scope: Construct, props: DatabaseProxyProps): NonNullable<RenderedConfig['targetTls']> {
+  const mode = props.targetTlsMode ?? TargetTlsMode.FOLLOW_CLIENT;
+  const authority = props.targetCertificateAuthority;
+  if (authority && mode === TargetTlsMode.DISABLED) {
+    throw new TidepoolValidationError(
+      scope,
+      'targetCertificateAuthority needs TLS to the database, but targetTlsMode is DISABLED. Drop one of them.',
+    );
+  }
+  if (!authority && props.verifyTargetHostname !== undefined) {
+    throw new TidepoolValidationError(
+      scope,
+      'verifyTargetHostname applies only to a verified certificate: pass targetCertificateAuthority as well.',
+    );
+  }
+  if (authority && !Token.isUnresolved(authority.caFile) && !authority.caFile.startsWith('/')) {
+    throw new TidepoolValidationError(
+      scope,
+      `targetCertificateAuthority must be an absolute path inside the container, got '${authority.caFile}'.`,
+    );
+  }
+  return {
+    mode,
+    ...(authority && { caFile: authority.caFile, verifyHostname: props.verifyTargetHostname ?? true }),
   };
 }
 

@@ -1,10 +1,14 @@
 /**
  * The CloudWatch metrics a Tidepool proxy publishes: the 24 metrics Amazon RDS Proxy documents, with the
  * same names, dimension names and most useful statistics, so alarms and dashboards written for RDS Proxy
- * work after swapping the namespace (PutMetricData cannot write into `AWS/RDS`).
+ * work after swapping the namespace (PutMetricData cannot write into `AWS/RDS`), and the two the runtime
+ * adds (borrow timeouts, and the preview-era writer availability in seconds).
  *
- * Pure data with no CDK imports, so the runtime's metrics publisher can share it.
+ * Pure data with no CDK imports. The dimension values come from the runtime's own metric definitions, so
+ * an alarm built here watches exactly the series the runtime publishes.
  */
+import { DEFAULT_TARGET_GROUP as RUNTIME_DEFAULT_TARGET_GROUP, TARGET_ROLE_DIMENSION } from '../../runtime/metrics/definitions';
+
 
 /** The dimension names RDS Proxy uses. */
 export const METRIC_DIMENSIONS = {
@@ -15,12 +19,16 @@ export const METRIC_DIMENSIONS = {
   targetRole: 'TargetRole',
 } as const;
 
-/** RDS Proxy names its only target group `default`; its writer role is `READ_WRITE`. */
-export const DEFAULT_TARGET_GROUP = 'default';
-export const READ_WRITE_TARGET_ROLE = 'READ_WRITE';
+/** RDS Proxy names its only target group `default`. */
+export const DEFAULT_TARGET_GROUP = RUNTIME_DEFAULT_TARGET_GROUP;
+/**
+ * The writer's `TargetRole` dimension value. CloudWatch spells it `READWRITE`, unlike the RDS API's
+ * `READ_WRITE` enum; the runtime publishes that spelling.
+ */
+export const READ_WRITE_TARGET_ROLE = TARGET_ROLE_DIMENSION.READ_WRITE;
 
 export type MetricStatisticName = 'Sum' | 'Average';
-export type MetricUnitName = 'Count' | 'Microseconds' | 'Percent';
+export type MetricUnitName = 'Count' | 'Microseconds' | 'Percent' | 'Seconds';
 
 export interface ProxyMetricDefinition {
   readonly name: string;
@@ -95,6 +103,21 @@ export const PROXY_METRICS: readonly ProxyMetricDefinition[] = [
   ),
 ];
 
+/** Metrics RDS Proxy does not publish (today), published only with the ProxyName dimension. */
+export const TIDEPOOL_METRICS: readonly ProxyMetricDefinition[] = [
+  count(
+    'DatabaseConnectionsBorrowTimeouts',
+    'The number of client requests that waited the borrow timeout without getting a database connection (Tidepool only).',
+  ),
+  {
+    name: 'TargetGroupWriterAvailableDuration',
+    statistic: 'Average',
+    unit: 'Seconds',
+    perTargetRoleOnly: false,
+    description: 'The seconds in each minute during which the target group had a writer (an RDS Proxy preview metric).',
+  },
+];
+
 export function findProxyMetric(name: string): ProxyMetricDefinition | undefined {
-  return PROXY_METRICS.find((metric) => metric.name === name);
+  return [...PROXY_METRICS, ...TIDEPOOL_METRICS].find((metric) => metric.name === name);
 }

@@ -1,3 +1,4 @@
+import { Arn, ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as rds from 'aws-cdk-lib/aws-rds';
@@ -22,8 +23,8 @@ export interface ProxyTargetConfig {
   readonly engineFamily: EngineFamily;
   /**
    * Where the proxy connects, in the order rendered into the runtime config's `targets`. The runtime serves
-   * the writer among them: the PostgreSQL engine probes each one over SQL (`pg_is_in_recovery()`) and
-   * follows the one that is writable; the MySQL engine connects to the first one only.
+   * the writer among them: both engines probe each one over SQL (PostgreSQL `pg_is_in_recovery()`, MySQL
+   * `@@read_only` / `@@innodb_read_only`) and follow the one that is writable.
    */
   readonly endpoints: rds.Endpoint[];
   /**
@@ -38,6 +39,91 @@ export interface ProxyTargetConfig {
    * @default - none
    */
   readonly policyStatements?: iam.PolicyStatement[];
+  /**
+   * Database instances the runtime lists through the RDS API (the runtime config's `rdsTargets`), in
+   * addition to `endpoints`.
+   *
+   * @default - no RDS API discovery
+   */
+  readonly rdsDiscovery?: RdsDiscoveryConfig;
+}
+
+/**
+ * What the runtime lists through the RDS API, and where.
+ */
+export interface RdsDiscoveryConfig {
+  /**
+   * The DB cluster whose member instances are listed.
+   *
+   * @default - no cluster
+   */
+  readonly dbClusterIdentifier?: string;
+  /**
+   * DB instances listed directly.
+   *
+   * @default - no instances
+   */
+  readonly dbInstanceIdentifiers?: string[];
+  /** The region of the RDS API to call. */
+  readonly region: string;
+  /** Seconds between listings. */
+  readonly refreshIntervalSeconds: number;
+  /**
+   * cdk-nag findings the discovery permissions cause, with why they are acceptable.
+   *
+   * @default - none
+   */
+  readonly acknowledgements?: Array<{ readonly id: string; readonly reason: string }>;
+}
+
+/**
+ * How the proxy finds an Aurora cluster's instances.
+ */
+export interface ClusterProxyTargetOptions {
+  /**
+   * Whether the runtime lists the cluster's instances through the RDS API (`DescribeDBClusters`, then
+   * `DescribeDBInstances`), as RDS Proxy does. It then notices instances added or removed outside the CDK app
+   * (Aurora Auto Scaling replicas, a replaced writer) and instances that are rebooting or failing over, and
+   * probes the instance the cluster reports as the writer first. The task role may call those two APIs, and
+   * the tasks need a route to the RDS API (NAT or an `rds` interface VPC endpoint).
+   *
+   * When false, the instance endpoints known at synthesis are rendered as static targets instead, and the
+   * task role gets no RDS permission.
+   *
+   * @default true
+   */
+  readonly discoverInstances?: boolean;
+
+  /**
+   * How often the runtime lists the cluster's instances again.
+   *
+   * @default Duration.seconds(30)
+   */
+  readonly refreshInterval?: Duration;
+}
+
+/**
+ * How the proxy follows an RDS instance.
+ */
+export interface InstanceProxyTargetOptions {
+  /**
+   * Whether the runtime also describes the instance through the RDS API (`DescribeDBInstances`), so that
+   * it treats the instance as unavailable while RDS reports it rebooting, modifying or failing over. The
+   * endpoint itself never changes (a Multi-AZ failover moves its DNS record), so the static endpoint is
+   * rendered either way and keeps serving if the RDS API cannot be reached. The task role may then call
+   * `rds:DescribeDBInstances` on the account's instances in the instance's region: the runtime lists with a
+   * filter, which RDS authorizes against `db:*` only.
+   *
+   * @default false
+   */
+  readonly discoverInstances?: boolean;
+
+  /**
+   * How often the runtime describes the instance again.
+   *
+   * @default Duration.seconds(30)
+   */
+  readonly refreshInterval?: Duration;
 }
 
 /**
@@ -62,33 +148,38 @@ export interface EndpointsProxyTargetProps {
  * (which RDS Proxy cannot serve).
  */
 export abstract class ProxyTarget {
-  /** An RDS for PostgreSQL, MySQL or MariaDB instance. */
-  public static fromInstance(instance: rds.IDatabaseInstance): ProxyTarget {
-    return new InstanceTarget(instance);
+  /**
+   * An RDS for PostgreSQL, MySQL or MariaDB instance. Its endpoint is rendered as the static target; with
+   * `discoverInstances` the runtime also follows the instance's status through the RDS API.
+   */
+  public static fromInstance(instance: rds.IDatabaseInstance, options: InstanceProxyTargetOptions = {}): ProxyTarget {
+    return new InstanceTarget(instance, options);
   }
 
   /**
    * An Aurora PostgreSQL or Aurora MySQL cluster; the proxy serves its writer.
    *
-   * The rendered targets are the cluster (writer) endpoint first, then, when the cluster's instance
-   * endpoints are known at synthesis, each instance endpoint:
+   * By default (`discoverInstances`), the runtime lists the cluster's instances through the RDS API, as RDS
+   * Proxy does, and probes each one for writability (the API's writer flag is only a hint: an instance is
+   * used as the writer once it accepts writes). The rendered config then holds:
    *
-   * - The cluster endpoint is always there and always first. Its DNS record follows failovers (and
-   *   instances added outside the CDK app, such as Aurora Auto Scaling replicas), so it is the target that
-   *   never goes stale; and it is the only target the MySQL engine uses, since that engine connects to the
-   *   first target without probing.
-   * - The instance endpoints let the PostgreSQL engine, which probes every target for writability, find a
-   *   promoted instance as soon as it accepts writes, rather than after the cluster endpoint's DNS record
-   *   changes (RDS Proxy likewise follows the cluster's instances, not the DNS record).
+   * - `rdsTargets.dbClusterIdentifier` (and `aws.region`, the cluster's region), and
+   * - the cluster (writer) endpoint as the one static target: its DNS record follows failovers, so the proxy
+   *   still finds the writer when the RDS API cannot be reached. Instance endpoints known at synthesis are
+   *   not rendered, because the listing supersedes them (and, unlike a static list, forgets deleted ones).
    *
-   * Instance endpoints are known for a `DatabaseCluster` defined in the app (its `writer` and `readers`, or
-   * `instanceProps` instances) and for one imported with `instanceEndpointAddresses` and `port`. For a cluster
-   * imported without them, only the cluster endpoint is rendered: the proxy still follows failovers, once
-   * the DNS record changes. The runtime does not call the RDS API (no writer discovery through
-   * `DescribeDBClusters`), so the task role gets no RDS permission.
+   * The task role may call `rds:DescribeDBClusters` on this cluster and `rds:DescribeDBInstances` on the
+   * account's instances in the cluster's region: the runtime lists the members with a filter, which RDS
+   * authorizes against `db:*` only, and the cluster's instances are not all known at synthesis (Aurora Auto
+   * Scaling names its replicas itself).
+   *
+   * With `discoverInstances: false`, the rendered targets are the cluster endpoint first, then each instance
+   * endpoint known at synthesis (a `DatabaseCluster` defined in the app, or one imported with
+   * `instanceEndpointAddresses`), and the task role gets no RDS permission. The runtime probes them all, so
+   * it finds a promoted instance as soon as it accepts writes, without waiting for the DNS record.
    */
-  public static fromCluster(cluster: rds.IDatabaseCluster): ProxyTarget {
-    return new ClusterTarget(cluster);
+  public static fromCluster(cluster: rds.IDatabaseCluster, options: ClusterProxyTargetOptions = {}): ProxyTarget {
+    return new ClusterTarget(cluster, options);
   }
 
   /** Self-managed PostgreSQL or MySQL servers, for example on EC2 or on premises. */
@@ -101,31 +192,127 @@ export abstract class ProxyTarget {
 }
 
 class InstanceTarget extends ProxyTarget {
-  constructor(private readonly instance: rds.IDatabaseInstance) {
+  constructor(
+    private readonly instance: rds.IDatabaseInstance,
+    private readonly options: InstanceProxyTargetOptions,
+  ) {
     super();
   }
 
   public bind(proxy: IConstruct): ProxyTargetConfig {
-    return {
+    const base = {
       engineFamily: engineFamilyOf(proxy, this.instance, this.instance.engine),
       endpoints: [this.instance.instanceEndpoint],
       connections: this.instance,
+    };
+    if (!(this.options.discoverInstances ?? false)) return base;
+    const instances = instanceListing(this.instance);
+    return {
+      ...base,
+      policyStatements: [instances.statement],
+      rdsDiscovery: {
+        dbInstanceIdentifiers: [this.instance.instanceIdentifier],
+        region: this.instance.env.region,
+        refreshIntervalSeconds: refreshIntervalSeconds(proxy, this.options.refreshInterval),
+        acknowledgements: [instances.acknowledgement],
+      },
     };
   }
 }
 
 class ClusterTarget extends ProxyTarget {
-  constructor(private readonly cluster: rds.IDatabaseCluster) {
+  constructor(
+    private readonly cluster: rds.IDatabaseCluster,
+    private readonly options: ClusterProxyTargetOptions,
+  ) {
     super();
   }
 
   public bind(proxy: IConstruct): ProxyTargetConfig {
+    const engineFamily = engineFamilyOf(proxy, this.cluster, this.cluster.engine);
+    if (!(this.options.discoverInstances ?? true)) {
+      return {
+        engineFamily,
+        endpoints: [this.cluster.clusterEndpoint, ...knownInstanceEndpoints(this.cluster)],
+        connections: this.cluster,
+      };
+    }
+    const instances = instanceListing(this.cluster);
     return {
-      engineFamily: engineFamilyOf(proxy, this.cluster, this.cluster.engine),
-      endpoints: [this.cluster.clusterEndpoint, ...knownInstanceEndpoints(this.cluster)],
+      engineFamily,
+      endpoints: [this.cluster.clusterEndpoint],
       connections: this.cluster,
+      policyStatements: [
+        new iam.PolicyStatement({ actions: ['rds:DescribeDBClusters'], resources: [this.cluster.clusterArn] }),
+        instances.statement,
+      ],
+      rdsDiscovery: {
+        dbClusterIdentifier: this.cluster.clusterIdentifier,
+        region: this.cluster.env.region,
+        refreshIntervalSeconds: refreshIntervalSeconds(proxy, this.options.refreshInterval),
+        acknowledgements: [instances.acknowledgement],
+      },
     };
   }
+}
+
+/**
+ * `rds:DescribeDBInstances` on every instance of the database's account and region. The runtime lists
+ * instances with a `db-instance-id` filter (so an instance deleted since the last listing is simply absent
+ * rather than failing the call), and RDS authorizes a call without `DBInstanceIdentifier` against
+ * `db:*`; the cluster's instances are not all known at synthesis either (Aurora Auto Scaling names its
+ * replicas itself).
+ */
+function instanceListing(database: rds.IDatabaseCluster | rds.IDatabaseInstance): {
+  statement: iam.PolicyStatement;
+  acknowledgement: { id: string; reason: string };
+} {
+  const { region, account } = database.env;
+  const databaseStack = Stack.of(database);
+  const instancesInRegion = Arn.format(
+    { service: 'rds', resource: 'db', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME, region, account },
+    databaseStack,
+  );
+  return {
+    statement: new iam.PolicyStatement({ actions: ['rds:DescribeDBInstances'], resources: [instancesInRegion] }),
+    acknowledgement: {
+      id: `AwsSolutions-IAM5[Resource::${nagResourceName(databaseStack.resolve(instancesInRegion))}]`,
+      reason:
+        'The runtime lists instances with a db-instance-id filter, which RDS authorizes against db:* only, and a cluster gains ' +
+        'instances the app does not name (Aurora Auto Scaling); the grant is read-only and limited to one account and region.',
+    },
+  };
+}
+
+const DEFAULT_REFRESH_INTERVAL_SECONDS = 30;
+const MAX_REFRESH_INTERVAL_SECONDS = 3600;
+
+function refreshIntervalSeconds(scope: IConstruct, interval: Duration | undefined): number {
+  if (interval === undefined) return DEFAULT_REFRESH_INTERVAL_SECONDS;
+  if (interval.isUnresolved()) {
+    throw new TidepoolValidationError(scope, 'refreshInterval must be a duration known at synthesis, not a token.');
+  }
+  const seconds = interval.toSeconds({ integral: false });
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_REFRESH_INTERVAL_SECONDS) {
+    throw new TidepoolValidationError(
+      scope,
+      `refreshInterval must be a whole number of seconds from 1 to ${MAX_REFRESH_INTERVAL_SECONDS}, got ${interval.toHumanString()}.`,
+    );
+  }
+  return seconds;
+}
+
+/**
+ * A resolved ARN as cdk-nag names it in a finding: pseudo parameters become `<AWS::Region>` and the like,
+ * so the acknowledgement matches the finding exactly (and nothing broader).
+ */
+function nagResourceName(resolved: unknown): string {
+  if (typeof resolved === 'string') return resolved;
+  const intrinsic = resolved as Record<string, unknown>;
+  if (typeof intrinsic.Ref === 'string') return `<${intrinsic.Ref}>`;
+  const join = intrinsic['Fn::Join'] as [string, unknown[]] | undefined;
+  if (join) return join[1].map(nagResourceName).join(join[0]);
+  return JSON.stringify(resolved);
 }
 
 /**

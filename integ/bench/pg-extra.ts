@@ -3,14 +3,14 @@
  * 10,000 idle client connections, and the time to the first write after a failover.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { PgServer, startPostgres, startStandby } from '../harness/postgres';
 import { startPgbouncer } from '../harness/pgbouncer';
-import { createSelfSignedCert } from '../harness/processes';
+import { cpuTimeMicros, createSelfSignedCert } from '../harness/processes';
 import { TidepoolProcess, startTidepool } from '../harness/tidepool';
 import { runBinary } from '../pg/support';
 
@@ -47,9 +47,14 @@ export async function tlsRow(server: PgServer, user: BenchUser, seconds: number)
     // Warm-up runs, not measured.
     await pgbenchTps(bouncer.host, bouncer.port, user, args, 3, 'require');
     await pgbenchTps(proxy.host, proxy.port, user, args, 3, 'require');
+    const bouncerCpuBefore = cpuTimeMicros(bouncer.pid);
     const bouncerTps = await pgbenchTps(bouncer.host, bouncer.port, user, args, seconds, 'require');
+    const bouncerCpu = (cpuTimeMicros(bouncer.pid) - bouncerCpuBefore) / Math.max(1, bouncerTps * seconds);
+    const tidepoolCpuBefore = cpuTimeMicros(proxy.pid);
     const tidepoolTps = await pgbenchTps(proxy.host, proxy.port, user, args, seconds, 'require');
-    return `| \`-S -c100\` over TLS (sslmode=require), tps | — | ${Math.round(bouncerTps).toLocaleString('en-US')} | ${Math.round(tidepoolTps).toLocaleString('en-US')} | ${(tidepoolTps / bouncerTps).toFixed(2)}× | — |`;
+    const tidepoolCpu = (cpuTimeMicros(proxy.pid) - tidepoolCpuBefore) / Math.max(1, tidepoolTps * seconds);
+    const cell = (tpsValue: number, cpu: number) => `${Math.round(tpsValue).toLocaleString('en-US')} (${cpu.toFixed(1)} µs CPU/txn)`;
+    return `| \`-S -c100\` over TLS (sslmode=require), tps | — | ${cell(bouncerTps, bouncerCpu)} | ${cell(tidepoolTps, tidepoolCpu)} | ${(tidepoolTps / bouncerTps).toFixed(2)}× | — |`;
   } finally {
     await proxy.stop();
     await bouncer.stop();
@@ -58,7 +63,7 @@ export async function tlsRow(server: PgServer, user: BenchUser, seconds: number)
 }
 
 function rssBytes(pid: number): number {
-  const status = require('node:fs').readFileSync(`/proc/${pid}/status`, 'utf8') as string;
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
 }
 
@@ -103,7 +108,7 @@ function openIdleClient(port: number, user: BenchUser): Promise<Socket> {
 }
 
 /** RSS per idle client with 10,000 open, and `-S -c100` throughput while they sit there. */
-export async function idleClientsRow(server: PgServer, user: BenchUser, seconds: number, busyTpsWithoutIdle: number): Promise<string> {
+export async function idleClientsRow(server: PgServer, user: BenchUser, seconds: number): Promise<string> {
   const count = Number(process.env.BENCH_IDLE_CLIENTS ?? 10_000);
   const proxy: TidepoolProcess = await startTidepool({
     targets: [{ host: server.host, port: server.port }],
@@ -113,9 +118,10 @@ export async function idleClientsRow(server: PgServer, user: BenchUser, seconds:
   });
   const sockets: Socket[] = [];
   try {
-    // Warm up the proxy's own allocations first, so the delta is what the idle clients cost.
+    // Warm up the proxy's own allocations first, so the delta is what the idle clients cost; the
+    // same load without idle clients is the throughput baseline, on this same proxy process.
     await pgbenchTps(proxy.host, proxy.port, user, ['-S', '-c', '20'], 2, 'disable');
-    global.gc?.();
+    const busyTpsWithoutIdle = await pgbenchTps(proxy.host, proxy.port, user, ['-S', '-M', 'simple', '-c', '100'], seconds, 'disable');
     const before = rssBytes(proxy.pid);
     for (let opened = 0; opened < count; opened += 200) {
       sockets.push(...(await Promise.all(Array.from({ length: Math.min(200, count - opened) }, () => openIdleClient(proxy.port, user)))));

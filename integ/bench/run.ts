@@ -3,8 +3,10 @@
  * direct connections, all measured in this one run on this machine, with pgbench at
  * scale 10 over 20 server connections. Prints a Markdown table with ratios.
  *
- * Environment: BENCH_SECONDS (default 10) per pgbench run, BENCH_SCALE (default 10).
+ * Environment: BENCH_SECONDS (default 10) per pgbench run, BENCH_SCALE (default 10),
+ * BENCH_ONLY (comma-separated row ids, see select.ts), BENCH_IDLE_CLIENTS (default 10,000).
  */
+import { execFileSync } from 'node:child_process';
 import { PgServer, startPostgres } from '../harness/postgres';
 import { PgbouncerServer, startPgbouncer } from '../harness/pgbouncer';
 import { cpuTimeMicros } from '../harness/processes';
@@ -12,6 +14,7 @@ import { TidepoolProcess, startTidepool } from '../harness/tidepool';
 import { runBinary } from '../pg/support';
 import { runMysqlBench } from './mysql';
 import { failoverRow, idleClientsRow, tlsRow } from './pg-extra';
+import { benchSelected } from './select';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10);
@@ -60,35 +63,54 @@ async function pgbench(endpoint: Endpoint, args: string[]): Promise<PgbenchResul
 }
 
 interface Scenario {
+  /** Name for BENCH_ONLY (see select.ts). */
+  id: string;
   label: string;
   args: string[];
   metric: 'tps' | 'latency' | 'cpu';
-  /** Whether the direct run uses other arguments (e.g. -M simple as the baseline for prepared). */
+  /** Arguments of the direct run when its baseline differs (-M simple as the baseline for prepared). */
   directArgs?: string[];
 }
 
 const SCENARIOS: Scenario[] = [
-  { label: '`-S -c100` simple, tps', args: ['-S', '-M', 'simple', '-c', '100'], metric: 'tps' },
-  { label: 'pooler CPU µs per transaction (`-S -c100`)', args: ['-S', '-M', 'simple', '-c', '100'], metric: 'cpu' },
-  { label: '`-S -M prepared -c50`, tps', args: ['-S', '-M', 'prepared', '-c', '50'], metric: 'tps' },
-  { label: '`-S -M extended -c50`, tps', args: ['-S', '-M', 'extended', '-c', '50'], metric: 'tps' },
-  { label: '`-S -C -c20` (new connection per transaction), tps', args: ['-S', '-C', '-c', '20'], metric: 'tps' },
-  { label: '`-S -c1` average latency, ms', args: ['-S', '-c', '1'], metric: 'latency' },
+  { id: 'simple', label: '`-S -c100` simple, tps', args: ['-S', '-M', 'simple', '-c', '100'], metric: 'tps' },
+  { id: 'simple', label: 'pooler CPU µs per transaction (`-S -c100`)', args: ['-S', '-M', 'simple', '-c', '100'], metric: 'cpu' },
+  {
+    id: 'prepared',
+    label: '`-S -M prepared -c50`, tps (direct: `-M simple -c50`)',
+    args: ['-S', '-M', 'prepared', '-c', '50'],
+    metric: 'tps',
+    directArgs: ['-S', '-M', 'simple', '-c', '50'],
+  },
+  { id: 'prepared', label: 'pooler CPU µs per transaction (`-S -M prepared -c50`)', args: ['-S', '-M', 'prepared', '-c', '50'], metric: 'cpu' },
+  { id: 'extended', label: '`-S -M extended -c50`, tps', args: ['-S', '-M', 'extended', '-c', '50'], metric: 'tps' },
+  { id: 'churn', label: '`-S -C -c20` (new connection per transaction), tps', args: ['-S', '-C', '-c', '20'], metric: 'tps' },
+  { id: 'latency', label: '`-S -c1` average latency, ms (added over direct)', args: ['-S', '-c', '1'], metric: 'latency' },
 ];
 
-function format(result: PgbenchResult | undefined, metric: Scenario['metric']): string {
+function format(result: PgbenchResult | undefined, metric: Scenario['metric'], direct?: PgbenchResult): string {
   if (!result) return '—';
   if (result.error && result.transactions === 0) return `fails: ${result.error}`;
   const failures = result.failed > 0 ? ` (${result.failed} failed)` : '';
   if (metric === 'tps') return `${Math.round(result.tps).toLocaleString('en-US')}${failures}`;
-  if (metric === 'latency') return `${result.latencyMs.toFixed(3)}`;
+  if (metric === 'latency') {
+    const added = direct && direct.transactions > 0 ? ` (+${(result.latencyMs - direct.latencyMs).toFixed(3)})` : '';
+    return `${result.latencyMs.toFixed(3)}${added}`;
+  }
   return result.cpuMicrosPerTransaction === undefined ? '—' : result.cpuMicrosPerTransaction.toFixed(1);
 }
 
-function ratio(tidepool: PgbenchResult | undefined, other: PgbenchResult | undefined, metric: Scenario['metric']): string {
+/** Tidepool's figure over the other's; for latency, the ratio of the latency each adds over `direct` when given. */
+function ratio(tidepool: PgbenchResult | undefined, other: PgbenchResult | undefined, metric: Scenario['metric'], direct?: PgbenchResult): string {
   if (!tidepool || !other || other.transactions === 0 || tidepool.transactions === 0) return '—';
   if (metric === 'tps') return `${(tidepool.tps / other.tps).toFixed(2)}×`;
-  if (metric === 'latency') return `${(tidepool.latencyMs / other.latencyMs).toFixed(2)}×`;
+  if (metric === 'latency') {
+    if (direct && direct.transactions > 0) {
+      const otherAdded = other.latencyMs - direct.latencyMs;
+      return otherAdded > 0 ? `${((tidepool.latencyMs - direct.latencyMs) / otherAdded).toFixed(2)}× (added latency)` : '—';
+    }
+    return `${(tidepool.latencyMs / other.latencyMs).toFixed(2)}×`;
+  }
   if (tidepool.cpuMicrosPerTransaction === undefined || other.cpuMicrosPerTransaction === undefined) return '—';
   return `${(tidepool.cpuMicrosPerTransaction / other.cpuMicrosPerTransaction).toFixed(2)}×`;
 }
@@ -127,19 +149,27 @@ async function main(): Promise<void> {
     }
     const results = new Map<string, PgbenchResult>();
     const distinctRuns = new Map<string, Scenario>();
-    for (const scenario of SCENARIOS) distinctRuns.set(scenario.args.join(' '), scenario);
+    for (const scenario of SCENARIOS.filter((candidate) => benchSelected(candidate.id))) {
+      // Rows sharing one run (tps and CPU of the same arguments) share one measurement; the first row's baseline counts.
+      const argsKey = scenario.args.join(' ');
+      if (!distinctRuns.has(argsKey)) distinctRuns.set(argsKey, scenario);
+    }
     for (const [argsKey, scenario] of distinctRuns) {
       for (const endpoint of endpoints) {
-        process.stderr.write(`pgbench ${argsKey} → ${endpoint.name}…\n`);
-        results.set(`${argsKey}|${endpoint.name}`, await pgbench(endpoint, scenario.args));
+        const args = endpoint.name === 'direct' && scenario.directArgs ? scenario.directArgs : scenario.args;
+        process.stderr.write(`pgbench ${args.join(' ')} → ${endpoint.name}…\n`);
+        results.set(`${argsKey}|${endpoint.name}`, await pgbench(endpoint, args));
       }
     }
-    const rows = SCENARIOS.map((scenario) => {
+    const rows = SCENARIOS.filter((scenario) => benchSelected(scenario.id)).map((scenario) => {
       const key = scenario.args.join(' ');
       const direct = results.get(`${key}|direct`);
       const bouncerResult = results.get(`${key}|PgBouncer`);
       const tidepool = results.get(`${key}|Tidepool`);
-      return `| ${scenario.label} | ${scenario.metric === 'cpu' ? '—' : format(direct, scenario.metric)} | ${format(bouncerResult, scenario.metric)} | ${format(tidepool, scenario.metric)} | ${ratio(tidepool, bouncerResult, scenario.metric)} | ${scenario.metric === 'cpu' ? '—' : ratio(tidepool, direct, scenario.metric)} |`;
+      const latencyBase = scenario.metric === 'latency' ? direct : undefined;
+      const directCell = scenario.metric === 'cpu' ? '—' : format(direct, scenario.metric);
+      const directRatio = scenario.metric === 'cpu' || scenario.metric === 'latency' ? '—' : ratio(tidepool, direct, scenario.metric);
+      return `| ${scenario.label} | ${directCell} | ${format(bouncerResult, scenario.metric, latencyBase)} | ${format(tidepool, scenario.metric, latencyBase)} | ${ratio(tidepool, bouncerResult, scenario.metric, latencyBase)} | ${directRatio} |`;
     });
     const header = [
       `pgbench scale ${SCALE}, ${SECONDS} s per run, pool of ${POOL_SIZE} server connections (PgBouncer transaction mode; Tidepool maxConnectionsPercent 10 of max_connections 210, less its writer probe); PostgreSQL ${await server.psql('SHOW server_version')}, Node ${process.version}, ${new Date().toISOString()}`,
@@ -152,22 +182,38 @@ async function main(): Promise<void> {
     await bouncer.stop();
     bouncer = undefined;
     const user = { name: USER, password: PASSWORD };
-    const busyTps = results.get(`-S -M simple -c 100|Tidepool`)?.tps ?? 0;
-    process.stderr.write('TLS runs…\n');
-    rows.push(await tlsRow(server, user, SECONDS));
-    process.stderr.write('idle clients…\n');
-    rows.push(await idleClientsRow(server, user, SECONDS, busyTps));
-    process.stderr.write('failover…\n');
-    rows.push(await failoverRow(user));
+    if (benchSelected('tls')) {
+      process.stderr.write('TLS runs…\n');
+      rows.push(await tlsRow(server, user, SECONDS));
+    }
+    if (benchSelected('idle')) {
+      process.stderr.write('idle clients…\n');
+      rows.push(await idleClientsRow(server, user, SECONDS));
+    }
+    if (benchSelected('failover')) {
+      process.stderr.write('failover…\n');
+      rows.push(await failoverRow(user));
+    }
     await server.stop();
     server = undefined;
     process.stderr.write('MySQL (sysbench)…\n');
-    const mysqlRows = await runMysqlBench(SECONDS).catch((error: unknown) => [`| MySQL bench failed: ${error instanceof Error ? error.message : String(error)} | | |`]);
-    process.stdout.write(`${[...header, ...rows].join('\n')}\n\nMySQL (MariaDB), sysbench with 100 threads, Tidepool over 20 server connections:\n\n| run | direct | Tidepool | Tidepool / direct |\n|---|---|---|---|\n${mysqlRows.join('\n')}\n`);
+    const mysqlRows = await runMysqlBench(SECONDS).catch((error: unknown) => [`| MySQL bench failed: ${error instanceof Error ? error.message : String(error)} | | | | |`]);
+    process.stdout.write(
+      `${[...header, ...rows].join('\n')}\n\nMySQL (MariaDB ${mariadbVersion()}), sysbench with 100 threads, Tidepool over 20 server connections:\n\n` +
+        `| run | direct | Tidepool | Tidepool / direct | Tidepool CPU µs per query |\n|---|---|---|---|---|\n${mysqlRows.join('\n')}\n`,
+    );
   } finally {
     await proxy?.stop();
     await bouncer?.stop();
     await server?.stop();
+  }
+}
+
+function mariadbVersion(): string {
+  try {
+    return /Distrib ([\d.]+)|Ver ([\d.]+)/.exec(execFileSync('mariadbd', ['--version'], { encoding: 'utf8' }))?.slice(1).find(Boolean) ?? '';
+  } catch {
+    return '';
   }
 }
 

@@ -20,7 +20,6 @@ const LOAD_BALANCER = 'ProxyLoadBalancer296BF129';
 const LOG_GROUP = 'ProxyLogGroup29A2C131';
 const ECS_CLUSTER = 'ProxyCluster29DC0C5A';
 const DATABASE = 'DatabaseB269D8BB';
-const DATABASE_WRITER = 'DatabaseWriter7794273E';
 const DATABASE_SG = 'DatabaseSecurityGroup5C91FDCB';
 const DATABASE_SECRET = 'DatabaseSecretAttachmentE5D1B020';
 
@@ -210,14 +209,30 @@ describe('DatabaseProxy with default props in front of Aurora PostgreSQL', () =>
             Resource: '*',
             Condition: { StringEquals: { 'cloudwatch:namespace': 'Tidepool' } },
           },
+          // Instance discovery: this cluster only, then the instances of the account in the cluster's region.
+          {
+            Effect: 'Allow',
+            Action: 'rds:DescribeDBClusters',
+            Resource: {
+              'Fn::Join': [
+                '',
+                ['arn:', { Ref: 'AWS::Partition' }, ':rds:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':cluster:', { Ref: DATABASE }],
+              ],
+            },
+          },
+          {
+            Effect: 'Allow',
+            Action: 'rds:DescribeDBInstances',
+            Resource: {
+              'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':rds:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':db:*']],
+            },
+          },
         ],
       },
     });
     // Nothing else may grant the task role anything.
     const taskPolicies = template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: ROLE }] } });
     expect(Object.keys(taskPolicies)).toHaveLength(1);
-    // The runtime finds the writer by probing the targets over SQL, never through the RDS API.
-    expect(JSON.stringify(taskPolicies)).not.toContain('rds:');
   });
 
   test('keeps logs for a month', () => {
@@ -229,14 +244,14 @@ describe('DatabaseProxy with default props in front of Aurora PostgreSQL', () =>
       proxyName: 'teststackproxydcb2321b',
       engineFamily: 'POSTGRESQL',
       listen: { host: '0.0.0.0', port: 5432 },
-      // The cluster (writer) endpoint first, then each instance endpoint the app defines.
-      targets: [
-        { host: `<GetAtt:${DATABASE}.Endpoint.Address>`, port: `<GetAtt:${DATABASE}.Endpoint.Port>` },
-        { host: `<GetAtt:${DATABASE_WRITER}.Endpoint.Address>`, port: `<GetAtt:${DATABASE}.Endpoint.Port>` },
-      ],
+      // The cluster's instances come from the RDS API; the cluster (writer) endpoint stays as a static fallback.
+      rdsTargets: { dbClusterIdentifier: `<Ref:${DATABASE}>`, refreshInterval: 30 },
+      aws: { region: '<Ref:AWS::Region>' },
+      targets: [{ host: `<GetAtt:${DATABASE}.Endpoint.Address>`, port: `<GetAtt:${DATABASE}.Endpoint.Port>` }],
       auth: [{ secretArn: `<Ref:${DATABASE_SECRET}>`, iamAuth: 'DISABLED' }],
       requireTls: true,
-      tls: {},
+      tls: { minVersion: 'TLSv1.2' },
+      targetTls: { mode: 'FOLLOW_CLIENT' },
       idleClientTimeout: 1800,
       connectionPoolConfig: {
         maxConnectionsPercent: 25,
@@ -404,7 +419,7 @@ describe('DatabaseProxy props', () => {
     const template = Template.fromStack(fixture.stack);
     const config = renderedConfig(template);
     expect(config.auth).toHaveLength(2);
-    expect(config.tls).toEqual({ secretArn: expect.stringContaining(':secret:tidepool/tls') });
+    expect(config.tls).toEqual({ minVersion: 'TLSv1.2', secretArn: expect.stringContaining(':secret:tidepool/tls') });
     template.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [{ Ref: ROLE }],
       PolicyDocument: {
@@ -517,7 +532,7 @@ describe('grantConnect', () => {
 });
 
 describe('ProxyTarget', () => {
-  test('fromCluster renders the cluster endpoint first, then every instance endpoint, and opens the cluster once', () => {
+  test('fromCluster without discovery renders the cluster endpoint first, then every instance endpoint, and opens the cluster once', () => {
     // GIVEN: an Aurora MySQL cluster with a writer and a reader
     const fixture = newFixture('mysql');
     const cluster = new rds.DatabaseCluster(fixture.stack, 'Orders', {
@@ -528,7 +543,7 @@ describe('ProxyTarget', () => {
     });
     // WHEN
     new DatabaseProxy(fixture.stack, 'Proxy', {
-      proxyTarget: ProxyTarget.fromCluster(cluster),
+      proxyTarget: ProxyTarget.fromCluster(cluster, { discoverInstances: false }),
       secrets: [cluster.secret!],
       vpc: fixture.vpc,
       image: TEST_IMAGE,
@@ -538,8 +553,9 @@ describe('ProxyTarget', () => {
     const clusterId = fixture.stack.getLogicalId(cluster.node.defaultChild as rds.CfnDBCluster);
     const instanceId = (name: string) => fixture.stack.getLogicalId(cluster.node.findChild(name).node.defaultChild as rds.CfnDBInstance);
     const port = `<GetAtt:${clusterId}.Endpoint.Port>`;
-    // The MySQL engine serves the first target only, so the DNS-followed cluster endpoint must lead.
-    expect(renderedConfig(template).targets).toEqual([
+    const config = renderedConfig(template);
+    expect(config.rdsTargets).toBeUndefined();
+    expect(config.targets).toEqual([
       { host: `<GetAtt:${clusterId}.Endpoint.Address>`, port },
       { host: `<GetAtt:${instanceId('Writer')}.Endpoint.Address>`, port },
       { host: `<GetAtt:${instanceId('Reader')}.Endpoint.Address>`, port },
@@ -554,7 +570,7 @@ describe('ProxyTarget', () => {
     expect(JSON.stringify(statements)).not.toContain('rds:');
   });
 
-  test('fromCluster renders the instance endpoints an imported cluster was given', () => {
+  test('fromCluster without discovery renders the instance endpoints an imported cluster was given', () => {
     const fixture = newFixture();
     const cluster = rds.DatabaseCluster.fromDatabaseClusterAttributes(fixture.stack, 'Imported', {
       clusterIdentifier: 'orders',
@@ -565,7 +581,7 @@ describe('ProxyTarget', () => {
       securityGroups: [ec2.SecurityGroup.fromSecurityGroupId(fixture.stack, 'ImportedSg', 'sg-0d0d0d0d0d0d0d0d0')],
     });
     new DatabaseProxy(fixture.stack, 'Proxy', {
-      proxyTarget: ProxyTarget.fromCluster(cluster),
+      proxyTarget: ProxyTarget.fromCluster(cluster, { discoverInstances: false }),
       secrets: [fixture.cluster.secret!],
       vpc: fixture.vpc,
       image: TEST_IMAGE,

@@ -61,7 +61,9 @@ describe('a separate app using the package', () => {
     expect(renderedConfig(template)).toMatchObject({
       proxyName: 'orders',
       engineFamily: 'POSTGRESQL',
-      // Imported without instanceEndpointAddresses: the cluster endpoint alone, whose DNS record follows failovers.
+      // The instances come from the RDS API; the cluster endpoint, whose DNS record follows failovers, is the fallback.
+      rdsTargets: { dbClusterIdentifier: 'orders', refreshInterval: 30 },
+      aws: { region: 'eu-west-1' },
       targets: [{ host: 'orders.cluster-c1x2y3.eu-west-1.rds.amazonaws.com', port: 5432 }],
       auth: [{ secretArn: SECRET_ARN, iamAuth: 'REQUIRED' }],
       iam: { allowList: [{ principalArn: expect.stringMatching(/^<GetAtt:ApiServiceRole.*\.Arn>$/), dbUser: 'orders_app' }] },
@@ -80,7 +82,10 @@ describe('a separate app using the package', () => {
       admin: { host: '0.0.0.0', port: 8080 },
       metrics: { enabled: true, namespace: 'Tidepool', publishIntervalSeconds: 60 },
       iam: { allowList: [{ principalArn: 'arn:aws:iam::111122223333:role/OrdersService-ApiServiceRole', dbUser: 'orders_app' }] },
-      tls: {},
+      tls: { minVersion: 'TLSv1.2' },
+      targetTls: { mode: 'FOLLOW_CLIENT', verifyHostname: true },
+      rdsTargets: { dbClusterIdentifier: 'orders', refreshInterval: 30 },
+      aws: { region: 'eu-west-1' },
     });
   });
 
@@ -104,18 +109,27 @@ describe('a separate app using the package', () => {
     });
   });
 
-  test('scopes secret reads to the existing secret and grants no RDS API access', () => {
+  test("scopes secret reads to the existing secret and RDS reads to listing this cluster and its region's instances", () => {
     const taskPolicies = template.findResources('AWS::IAM::Policy', {
       Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^OrdersProxyIAMRole') }] },
     });
     expect(Object.keys(taskPolicies)).toHaveLength(1);
+    const rdsArn = (resource: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:rds:eu-west-1:111122223333:${resource}`]] });
     template.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [{ Ref: Match.stringLikeRegexp('^OrdersProxyIAMRole') }],
       PolicyDocument: {
-        Statement: Match.arrayWith([{ Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET_ARN }]),
+        Statement: [
+          { Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET_ARN },
+          {
+            Effect: 'Allow',
+            Action: 'cloudwatch:PutMetricData',
+            Resource: '*',
+            Condition: { StringEquals: { 'cloudwatch:namespace': 'Tidepool' } },
+          },
+          { Effect: 'Allow', Action: 'rds:DescribeDBClusters', Resource: rdsArn('cluster:orders') },
+          { Effect: 'Allow', Action: 'rds:DescribeDBInstances', Resource: rdsArn('db:*') },
+        ],
       },
     });
-    // The runtime probes the targets over SQL to find the writer; it never calls the RDS API.
-    expect(JSON.stringify(taskPolicies)).not.toContain('rds:');
   });
 });

@@ -2,7 +2,8 @@ import { Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { DatabaseProxy, IDatabaseProxy } from '../../constructs';
-import { PROXY_METRICS } from '../../constructs/lib/metric-catalog';
+import { PROXY_METRICS, TIDEPOOL_METRICS } from '../../constructs/lib/metric-catalog';
+import { METRIC_DEFINITIONS } from '../../runtime/metrics/definitions';
 
 /** The metrics Amazon RDS Proxy documents today, with the statistic AWS calls most useful and the unit. */
 const RDS_PROXY_METRICS: Array<[string, string, string]> = [
@@ -62,9 +63,38 @@ describe('proxy metrics', () => {
     const dimensions = stack.resolve(metric.dimensions);
     expect(dimensions).toEqual(
       name === 'AvailabilityPercentage'
-        ? { ProxyName: 'orders-proxy', TargetGroup: 'default', TargetRole: 'READ_WRITE' }
+        ? // CloudWatch's spelling of the writer role, which the runtime publishes (not the RDS API's READ_WRITE).
+          { ProxyName: 'orders-proxy', TargetGroup: 'default', TargetRole: 'READWRITE' }
         : { ProxyName: 'orders-proxy' },
     );
+  });
+
+  test.each([
+    ['DatabaseConnectionsBorrowTimeouts', 'Sum', 'Count'],
+    ['TargetGroupWriterAvailableDuration', 'Average', 'Seconds'],
+  ])('metric%s(), a metric RDS Proxy lacks, has the runtime statistic, unit and the ProxyName dimension only', (name, statistic, unit) => {
+    const helper = (proxy as unknown as Record<string, (props?: cloudwatch.MetricOptions) => cloudwatch.Metric>)[`metric${name}`];
+    const metric = helper.call(proxy);
+    expect([metric.metricName, metric.statistic, metric.unit, metric.period.toSeconds()]).toEqual([name, statistic, unit, 60]);
+    expect(stack.resolve(metric.dimensions)).toEqual({ ProxyName: 'orders-proxy' });
+  });
+
+  test("the construct's catalog agrees with the runtime's metric definitions on every name, statistic, unit and dimension set", () => {
+    const constructSide = [...PROXY_METRICS, ...TIDEPOOL_METRICS].map((metric) => ({
+      name: metric.name,
+      statistic: metric.statistic,
+      unit: metric.unit,
+      // What the helpers query: ProxyName alone, or ProxyName+TargetGroup+TargetRole.
+      queried: metric.perTargetRoleOnly ? 'targetRole' : 'proxy',
+    }));
+    const runtimeSide = METRIC_DEFINITIONS.map((definition) => ({
+      name: definition.name,
+      statistic: definition.statistic,
+      unit: definition.unit,
+      queried: definition.dimensionSets.includes('proxy') ? 'proxy' : definition.dimensionSets.join(','),
+    }));
+    const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+    expect(constructSide.sort(byName)).toEqual(runtimeSide.sort(byName));
   });
 
   test('metric options override the defaults', () => {

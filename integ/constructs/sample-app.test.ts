@@ -38,6 +38,12 @@ describe.each([
     });
   });
 
+  test('has the default alarms and a dashboard', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'AvailabilityPercentage', Namespace: 'Tidepool' });
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+  });
+
   test('passes the AWS Solutions checks, with a reason for every acknowledgement', () => {
     expect(awsSolutionsFindings(stack)).toEqual([]);
     for (const ack of acknowledgements(stack)) expect(ack.reason.length).toBeGreaterThan(40);

@@ -42,5 +42,11 @@ export function selectOneIntegTest(engine: SampleEngine): App {
     .invokeFunction({ functionName: selectOne.functionName })
     .expect(ExpectedResult.objectLike({ Payload: '1' }))
     .waitForAssertions({ totalTimeout: Duration.minutes(5), interval: Duration.seconds(15) });
+  // The writer-unavailable alarm reads OK only once the tasks publish AvailabilityPercentage with the
+  // dimensions the alarm watches (missing data counts as breaching), so this proves the metrics arrive.
+  integ.assertions
+    .awsApiCall('CloudWatch', 'describeAlarms', { AlarmNames: [stack.alarms.writerUnavailable.alarmName] })
+    .expect(ExpectedResult.objectLike({ MetricAlarms: [{ StateValue: 'OK' }] }))
+    .waitForAssertions({ totalTimeout: Duration.minutes(10), interval: Duration.seconds(30) });
   return app;
 }

@@ -38,7 +38,7 @@ export interface MariadbServer {
   readonly dataDir: string;
   /** Password of `root` (from 127.0.0.1 and localhost). */
   readonly rootPassword: string;
-  /** The self-signed certificate the server presents; clients pass `certFile` as their CA. */
+  /** The self-signed certificate the server presents (unless started with `tls: false`); clients pass `certFile` as their CA. */
   readonly tls: TlsFiles;
   /** mariadbd pid (changes on restart), e.g. for CPU accounting. */
   readonly pid: number;
@@ -65,6 +65,8 @@ export interface StartMariadbOptions {
   maxConnections?: number;
   /** Extra server options without the leading `--`, e.g. `{ 'wait-timeout': '5' }`. */
   settings?: Record<string, string>;
+  /** Serve TLS with the self-signed certificate (`tls`); false starts the server with `--skip-ssl`. @default true */
+  tls?: boolean;
 }
 
 const HOST = '127.0.0.1';
@@ -131,6 +133,8 @@ interface InstanceConfig {
   maxConnections: number;
   settings: Record<string, string>;
   readOnly: boolean;
+  /** Absent: TLS on (the default). */
+  tls?: boolean;
 }
 
 class MariadbInstance implements MariadbServer {
@@ -178,8 +182,7 @@ class MariadbInstance implements MariadbServer {
       '--log-slave-updates', // a promoted replica can then serve the full history to others
       '--binlog-format=ROW',
       '--plugin-load-add=auth_ed25519',
-      `--ssl-cert=${this.tls.certFile}`,
-      `--ssl-key=${this.tls.keyFile}`,
+      ...(this.config.tls === false ? ['--skip-ssl'] : [`--ssl-cert=${this.tls.certFile}`, `--ssl-key=${this.tls.keyFile}`]),
       `--max-connections=${maxConnections}`,
       '--character-set-server=utf8mb4',
       '--collation-server=utf8mb4_general_ci',
@@ -304,7 +307,7 @@ async function startInstance(config: InstanceConfig, primary: MariadbInstance | 
 
 /** Starts a MariaDB primary from the per-process template. */
 export async function startMariadb(opts: StartMariadbOptions = {}): Promise<MariadbServer> {
-  const config = { port: await freePort(), maxConnections: opts.maxConnections ?? 151, settings: opts.settings ?? {}, readOnly: false };
+  const config = { port: await freePort(), maxConnections: opts.maxConnections ?? 151, settings: opts.settings ?? {}, readOnly: false, tls: opts.tls ?? true };
   return startInstance(config, undefined);
 }
 

@@ -16,6 +16,8 @@ import {
   serviceAccount,
   writeOwnedFile,
   type ServiceAccount,
+  createSelfSignedCert,
+  type TlsFiles,
 } from './processes';
 
 export const PG_SUPERUSER = 'postgres';
@@ -38,6 +40,8 @@ export interface PgServer {
   readonly superuser: string;
   /** Postmaster pid (changes on restart), e.g. for CPU accounting. */
   readonly pid: number;
+  /** With `startPostgres({ tls: true })`: the self-signed certificate (localhost, 127.0.0.1) the server presents; clients pass `certFile` as their CA. */
+  readonly tls?: TlsFiles;
   /** `postgres://user:password@127.0.0.1:port/database`; defaults as in `PsqlOptions`. */
   url(user?: string, password?: string, database?: string): string;
   /** Runs SQL through the real psql over TCP (so SCRAM is exercised); resolves to unaligned, tuples-only stdout, rejects with psql's stderr. */
@@ -60,6 +64,8 @@ export interface StartPostgresOptions {
   maxConnections?: number;
   /** Extra postgresql.conf settings, e.g. `{ log_statement: 'all' }`. Values are quoted for you. */
   settings?: Record<string, string>;
+  /** Serve TLS (`ssl = on`) with a self-signed certificate for localhost / 127.0.0.1. @default false */
+  tls?: boolean;
 }
 
 export interface StartStandbyOptions {
@@ -164,6 +170,7 @@ class PostgresInstance implements PgServer {
   readonly superuser = PG_SUPERUSER;
   private server: ServiceProcess | undefined;
   private stopped = false;
+  tls?: TlsFiles;
 
   constructor(
     private readonly rootDir: string,
@@ -274,13 +281,20 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   const dataDir = path.join(rootDir, 'data');
   // cp -a keeps the service account's ownership and initdb's 0700 mode, both required by postgres.
   await runCommand('cp', ['-a', template, dataDir]);
+  const settings = { ...opts.settings };
+  let tls: TlsFiles | undefined;
+  if (opts.tls === true) {
+    tls = await createSelfSignedCert(rootDir, account);
+    Object.assign(settings, { ssl: 'on', ssl_cert_file: tls.certFile, ssl_key_file: tls.keyFile });
+  }
   const instance = new PostgresInstance(
     rootDir,
     dataDir,
-    { port, socketDir: rootDir, maxConnections: opts.maxConnections ?? 100, settings: opts.settings ?? {} },
+    { port, socketDir: rootDir, maxConnections: opts.maxConnections ?? 100, settings },
     account,
     undefined,
   );
+  if (tls !== undefined) instance.tls = tls;
   return launchOrCleanUp(instance);
 }
 

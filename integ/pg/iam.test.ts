@@ -9,7 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PgServer } from '../harness/postgres';
 import { BUNDLE, TidepoolProcess, startTidepool } from '../harness/tidepool';
+import { Hash } from '@smithy/hash-node';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { LocalStsEndpoint, startLocalStsEndpoint } from '../aws/sts-endpoint';
+import { TOKEN_PREFIX, generateAuthToken, uriEscape } from '../../runtime/secrets/iam-token';
 import { APP_PASSWORD, APP_USER, runBinary, startServerWithAppUser } from './support';
 
 const ALLOWED = { accessKeyId: 'AKIDALLOWED', secretAccessKey: 'allowed-secret', arn: 'arn:aws:iam::123456789012:user/deployer' };
@@ -100,4 +104,36 @@ test('a forged token (signature altered) is refused', async () => {
   const out = await psqlWithPassword(`tidepool-v1.${Buffer.from(forged).toString('base64url')}`, 'require');
   expect(out.code).not.toBe(0);
   expect(out.stderr).toContain('IAM authentication failed');
+});
+
+test('an expired token is refused', async () => {
+  const expired = await generateAuthToken({
+    proxyName: 'iam-proxy',
+    dbUser: APP_USER,
+    region: 'us-east-1',
+    credentials: ALLOWED,
+    stsEndpoint: sts.url,
+    signingDate: new Date(Date.now() - 16 * 60 * 1000),
+  });
+  const out = await psqlWithPassword(expired, 'require');
+  expect(out.code).not.toBe(0);
+  expect(out.stderr).toContain(`IAM authentication failed for user ${APP_USER}`);
+});
+
+test('a token whose signature does not cover the proxy-name header is refused', async () => {
+  // Signed by an allowed identity, but any proxy could replay it: the header is absent from SignedHeaders.
+  const signer = new SignatureV4({ service: 'sts', region: 'us-east-1', credentials: ALLOWED, sha256: Hash.bind(null, 'sha256') });
+  const [hostname, port] = sts.host.split(':');
+  const signed = await signer.presign(
+    new HttpRequest({ method: 'GET', protocol: 'https:', hostname, port: Number(port), path: '/', query: { Action: 'GetCallerIdentity', Version: '2011-06-15' }, headers: { host: sts.host } }),
+    { expiresIn: 900 },
+  );
+  const query = Object.entries(signed.query ?? {})
+    .map(([k, v]) => `${uriEscape(k)}=${uriEscape(String(v))}`)
+    .join('&');
+  const out = await psqlWithPassword(TOKEN_PREFIX + Buffer.from(`https://${sts.host}/?${query}`).toString('base64url'), 'require');
+  expect(out.code).not.toBe(0);
+  expect(out.stderr).toContain(`IAM authentication failed for user ${APP_USER}`);
+  // Refused for the missing header, not for anything else.
+  await expect(proxy.waitForLog((line) => line.event === 'auth-failed' && String(line.reason).includes('does not sign the x-tidepool-proxy header'), 5000)).resolves.toBeDefined();
 });

@@ -224,10 +224,18 @@ export const configSchema = z
     /** Adds SQL text (truncated) to the logs; never passwords. @default false */
     debugLogging: z.boolean().default(false),
   })
+  .superRefine(
+    (c, ctx) => {
+      // Runs even when other fields failed (`when`), so a config missing its targets says so alongside its other problems.
+      const raw = c as { targets?: unknown; rdsTargets?: unknown };
+      const noTargets = raw.targets === undefined || (Array.isArray(raw.targets) && raw.targets.length === 0);
+      if (noTargets && raw.rdsTargets === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['targets'], message: 'at least one target is required (or rdsTargets)' });
+      }
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  )
   .superRefine((c, ctx) => {
-    if (c.targets.length === 0 && c.rdsTargets === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['targets'], message: 'at least one target is required (or rdsTargets)' });
-    }
     c.auth.forEach((a, i) => {
       const type = a.clientPasswordAuthType;
       if (type === undefined) return;

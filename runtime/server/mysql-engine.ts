@@ -26,6 +26,9 @@ import { PooledTargets } from './pooled-targets';
 import { createSocketTransport } from './sockets';
 import type { TlsSource } from './tls';
 import type { ProxyMetrics } from '../metrics';
+import type { IamTokenVerifier } from '../secrets/iam-token';
+import type { TargetTlsPolicy } from './target-tls';
+import type { ServerTlsRequest } from '../session/server-tls';
 
 const DEFAULT_PORT = 3306;
 const HANDSHAKE_PROBE_TIMEOUT_MS = 10_000;
@@ -59,12 +62,16 @@ function connectTo(target: Target): Socket {
 /** Asks one target whether it is writable, over a connection kept between probes. */
 class MysqlWriterProber implements TargetProber {
   private backend: MysqlBackend | null = null;
+  /** Whether this connection's server has Aurora's topology table; looked up once per probe connection. */
+  private hasTopologyView: boolean | null = null;
 
   constructor(
     private readonly target: Target,
     private readonly credential: () => Credential | undefined,
     /** The target's handshake, the first time a probe logs in. */
     private readonly onHandshake: (backend: MysqlBackend) => void,
+    /** TLS for the probe connection (targetTls); null for plaintext. */
+    private readonly tls: ServerTlsRequest | null = null,
   ) {}
 
   async probe(): Promise<ProbeResult> {
@@ -72,19 +79,20 @@ class MysqlWriterProber implements TargetProber {
       if (this.backend === null || this.backend.isClosed) {
         const credential = this.credential();
         if (!credential) throw new Error('auth: no readable secret to probe the target with');
-        const backend = new MysqlBackend({ user: credential.username, database: '' }, connectTo(this.target), {
-          user: credential.username,
-          password: credential.password,
-          database: '',
-        });
+        const login = { user: credential.username, password: credential.password, database: '' };
+        const backend = new MysqlBackend({ user: credential.username, database: '' }, connectTo(this.target), login, this.tls);
         backend.target = this.target;
         this.backend = backend;
         await backend.start();
         this.onHandshake(backend);
       }
+      // A catalog lookup, not a query that may fail: plain MySQL/MariaDB must see no error.
+      this.hasTopologyView ??=
+        (await this.backend.ownQuery("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'information_schema' AND TABLE_NAME = 'REPLICA_HOST_STATUS'"))[0]?.[0] === '1';
       const rows = await this.backend.ownQuery('SELECT @@global.read_only, @@global.innodb_read_only');
       const row = rows[0];
-      return { writable: row !== undefined && isOff(row[0]) && isOff(row[1]) };
+      const writable = row !== undefined && isOff(row[0]) && isOff(row[1]);
+      return this.hasTopologyView ? { writable, ...(await this.auroraWriter(this.backend)) } : { writable };
     } catch (error) {
       this.close();
       if (error instanceof MysqlServerError && error.mysqlCode === 1045) throw new Error(`auth: ${error.message}`);
@@ -92,9 +100,24 @@ class MysqlWriterProber implements TargetProber {
     }
   }
 
+  /** Aurora MySQL names its writer's instance identifier (SERVER_ID) in REPLICA_HOST_STATUS: a hint for the target group. */
+  private async auroraWriter(backend: MysqlBackend): Promise<{ topologyWriterId?: string }> {
+    try {
+      const rows = await backend.ownQuery("SELECT SERVER_ID FROM information_schema.REPLICA_HOST_STATUS WHERE SESSION_ID = 'MASTER_SESSION_ID'");
+      const id = rows[0]?.[0];
+      return typeof id === 'string' && id !== '' ? { topologyWriterId: id } : {};
+    } catch (error) {
+      // No permission on the view: the probe works without the hint. A lost connection is a failed probe.
+      if (!(error instanceof MysqlServerError)) throw error;
+      this.hasTopologyView = false;
+      return {};
+    }
+  }
+
   close(): void {
     this.backend?.close('probe closed');
     this.backend = null;
+    this.hasTopologyView = null;
   }
 }
 
@@ -122,6 +145,8 @@ export class MysqlEngine implements Engine {
     private readonly tls: TlsSource,
     private readonly log: Logger,
     private readonly metrics: ProxyMetrics,
+    iamVerifier: IamTokenVerifier | null,
+    targetTls: TargetTlsPolicy,
   ) {
     this.core = new PooledTargets<MysqlBackend>({
       config,
@@ -129,10 +154,15 @@ export class MysqlEngine implements Engine {
       metrics,
       defaultPort: DEFAULT_PORT,
       credentials,
-      createProber: (target) => new MysqlWriterProber(target, probeCredential, (backend) => this.learnTarget(backend)),
+      createProber: (target) => new MysqlWriterProber(target, probeCredential, (backend) => this.learnTarget(backend), targetTls.forProbe(target)),
       recipe: {
         create: (key, writer, credential) => {
-          const backend = new MysqlBackend(key, connectTo(writer), { user: credential.username, password: credential.password, database: key.database });
+          const backend = new MysqlBackend(
+            key,
+            connectTo(writer),
+            { user: credential.username, password: credential.password, database: key.database },
+            targetTls.forPool(key, writer),
+          );
           backend.target = writer;
           backend.initQuery = config.connectionPoolConfig.initQuery;
           return backend;
@@ -161,6 +191,8 @@ export class MysqlEngine implements Engine {
       charsetCache: new Map(),
       baseline: () => this.baseline,
       rsaKeys: () => (this.rsaKeys ??= generateRsaKeyPair()),
+      iamVerifier,
+      separateTlsPools: targetTls.followsClient,
       events: {
         onPinned: (session, reason, detail) =>
           log.info({ event: 'pinned', client: session.id, user: session.user, database: session.database, reason, detail }, `pinned: ${reason} (${describePinReason(reason)})`),
@@ -243,8 +275,11 @@ export class MysqlEngine implements Engine {
   private probeTarget(): Promise<TargetInfo> {
     if (this.target) return Promise.resolve(this.target);
     this.probing ??= new Promise<TargetInfo>((resolve, reject) => {
-      const configured = this.config.targets[0]!;
-      const socket = connectTo(this.targets.writer ?? { host: configured.host, port: configured.port ?? DEFAULT_PORT });
+      // With rdsTargets only, there may be no target at all until the first listing.
+      const configured = this.config.targets[0];
+      const target = this.targets.writer ?? this.targets.health()[0]?.target ?? (configured ? { host: configured.host, port: configured.port ?? DEFAULT_PORT } : null);
+      if (target === null) throw new Error('no target known yet');
+      const socket = connectTo(target);
       const framer = new MysqlPacketFramer();
       const timer = setTimeout(() => socket.destroy(new Error('timed out probing the database')), HANDSHAKE_PROBE_TIMEOUT_MS);
       socket.on('data', (chunk: Buffer) => {

@@ -3,6 +3,8 @@
  * connections are opened, authenticated and initialised here for the shared pool.
  */
 import { Socket, connect } from 'node:net';
+import { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { TidepoolConfig } from '../config/schema';
 import { ProxyError } from '../errors';
@@ -26,6 +28,8 @@ import { SharedReadBuffer, adoptAcceptedSocket, createSocketTransport } from './
 import type { TlsSource } from './tls';
 import type { IamTokenVerifier } from '../secrets/iam-token';
 import type { ProxyMetrics } from '../metrics';
+import { ServerTlsError, type ServerTlsRequest } from '../session/server-tls';
+import type { TargetTlsPolicy } from './target-tls';
 
 /**
  * A startup failure worth waiting out: no answer at all (connection refused or reset, a
@@ -33,6 +37,7 @@ import type { ProxyMetrics } from '../metrics';
  * shutting down, in recovery; 08xxx).
  */
 function isTransientStartupFailure(error: ProxyError): boolean {
+  if (error instanceof ServerTlsError) return false;
   if (error.transient) return true;
   const sqlState = error.serverDetail?.sqlState;
   if (sqlState === undefined) return error.code === 'SERVER_CONNECT_FAILED';
@@ -42,10 +47,14 @@ function isTransientStartupFailure(error: ProxyError): boolean {
 /** Asks one target whether it is writable, over a connection kept between probes. */
 class PgWriterProber implements TargetProber {
   private backend: PgBackend | null = null;
+  /** Whether this connection's server has Aurora's topology function; looked up once per probe connection. */
+  private hasTopologyView: boolean | null = null;
 
   constructor(
     private readonly target: Target,
     private readonly credential: () => Credential | undefined,
+    /** TLS for the probe connection (targetTls); null for plaintext. */
+    private readonly tls: ServerTlsRequest | null = null,
   ) {}
 
   async probe(): Promise<ProbeResult> {
@@ -53,27 +62,50 @@ class PgWriterProber implements TargetProber {
       if (this.backend === null || this.backend.isClosed) {
         const credential = this.credential();
         if (!credential) throw new Error('auth: no readable secret to probe the target with');
-        const backend = new PgBackend({ user: credential.username, database: PROBE_DATABASE }, this.target, {
-          user: credential.username,
-          password: credential.password,
-          database: PROBE_DATABASE,
-        });
+        const login = { user: credential.username, password: credential.password, database: PROBE_DATABASE };
+        const backend = new PgBackend({ user: credential.username, database: PROBE_DATABASE }, this.target, login, this.tls);
         this.backend = backend;
         await backend.start();
       }
+      // A catalog lookup, not a call that may fail: plain PostgreSQL must see no error in its log.
+      this.hasTopologyView ??=
+        (await this.backend.internalQuery("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = 'aurora_replica_status')")).rows[0]?.[0] === 't';
       const result = await this.backend.internalQuery('SELECT pg_catalog.pg_is_in_recovery()');
-      return { writable: result.rows[0]?.[0] === 'f' };
+      const writable = result.rows[0]?.[0] === 'f';
+      return this.hasTopologyView ? { writable, ...(await this.auroraWriter(this.backend)) } : { writable };
     } catch (error) {
       this.close();
       throw error;
     }
   }
 
+  /** Aurora names its writer's instance identifier (server_id) in aurora_replica_status(): a hint for the target group. */
+  private async auroraWriter(backend: PgBackend): Promise<{ topologyWriterId?: string }> {
+    try {
+      const rows = (await backend.internalQuery("SELECT server_id FROM aurora_replica_status() WHERE session_id = 'MASTER_SESSION_ID'")).rows;
+      const id = rows[0]?.[0];
+      return typeof id === 'string' && id !== '' ? { topologyWriterId: id } : {};
+    } catch {
+      // A look-alike function or no permission: the probe works without the hint.
+      this.hasTopologyView = false;
+      return {};
+    }
+  }
+
   close(): void {
     this.backend?.close('probe closed');
     this.backend = null;
+    this.hasTopologyView = null;
   }
 }
+
+/**
+ * The first byte of a TLS record carrying a handshake (ClientHello): PostgreSQL 17's direct TLS.
+ * A StartupMessage or SSLRequest cannot start with it (that length would be over 350 MB).
+ */
+const TLS_HANDSHAKE_RECORD = 0x16;
+/** The ALPN name PostgreSQL 17 servers offer and require of direct-TLS clients. */
+const PG_ALPN = 'postgresql';
 
 /** The database the writer probes log in to. */
 const PROBE_DATABASE = 'postgres';
@@ -98,6 +130,7 @@ export class PgEngine implements Engine {
     private readonly log: Logger,
     private readonly metrics: ProxyMetrics,
     iamVerifier: IamTokenVerifier | null,
+    targetTls: TargetTlsPolicy,
   ) {
     this.core = new PooledTargets<PgBackend>({
       config,
@@ -105,10 +138,15 @@ export class PgEngine implements Engine {
       metrics,
       defaultPort: 5432,
       credentials,
-      createProber: (target) => new PgWriterProber(target, probeCredential),
+      createProber: (target) => new PgWriterProber(target, probeCredential, targetTls.forProbe(target)),
       recipe: {
         create: (key, writer, credential) => {
-          const backend = new PgBackend(key, writer, { user: credential.username, password: credential.password, database: key.database });
+          const backend = new PgBackend(
+            key,
+            writer,
+            { user: credential.username, password: credential.password, database: key.database },
+            targetTls.forPool(key, writer),
+          );
           backend.initQuery = config.connectionPoolConfig.initQuery;
           return backend;
         },
@@ -155,6 +193,7 @@ export class PgEngine implements Engine {
       cancelTargets: new CancelRegistry(),
       startupCache: new StartupParamCache(),
       iamVerifier,
+      separateTlsPools: targetTls.followsClient,
       events,
       sendCancel: (backend) => this.sendCancel(backend),
     };
@@ -163,12 +202,43 @@ export class PgEngine implements Engine {
   acceptClient(accepted: Socket, onClosed: (client: ClientHandle) => void): ClientHandle {
     let session: PgClientSession;
     const reader = this.clientReadBuffer;
+    let firstRead = true;
+    /** Set when the client opened with a TLS ClientHello: the socket's bytes feed the TLS layer. */
+    let directTls: Duplex | null = null;
+    let directTlsSocket: TLSSocket | null = null;
     const socket = adoptAcceptedSocket(accepted, reader, (chunk) => {
+      if (directTls !== null) {
+        // A copy: the shared read buffer is reused by the next read.
+        if (!directTls.push(Buffer.from(chunk))) socket.pause();
+        return;
+      }
+      if (firstRead) {
+        firstRead = false;
+        if (chunk[0] === TLS_HANDSHAKE_RECORD) {
+          directTls = directTlsStream(socket, Buffer.from(chunk));
+          directTlsSocket = transport.startTls(undefined, directTls);
+          return;
+        }
+      }
       session.onData(chunk);
       if (session.retainsReceivedBytes()) reader.retire();
     });
     const transport = createSocketTransport(socket, {
-      onTlsData: (chunk) => session.onData(chunk),
+      onTlsData: (chunk) => {
+        if (directTlsSocket !== null) {
+          // PostgreSQL 17 closes a direct-TLS client that did not negotiate ALPN "postgresql": such a client may not be speaking PostgreSQL at all.
+          const negotiated = directTlsSocket.alpnProtocol;
+          if (negotiated !== PG_ALPN) {
+            this.log.info({ event: 'direct-tls-refused', alpn: negotiated || null }, 'direct TLS client without ALPN "postgresql" closed');
+            directTlsSocket.destroy();
+            socket.destroy();
+            return;
+          }
+          directTlsSocket = null;
+        }
+        session.onData(chunk);
+      },
+      alpnProtocols: [PG_ALPN],
       onDrain: () => session.onTransportDrain(),
       onClosed: () => session.onTransportClosed(),
       secureContext: () => this.tls.secureContext,
@@ -210,4 +280,31 @@ export class PgEngine implements Engine {
     socket.on('error', () => socket.destroy());
     socket.end(cancelRequest(backend.processId, backend.secretKey));
   }
+}
+
+/**
+ * The byte stream under a direct-TLS client's TLS layer: the first read (the ClientHello,
+ * already taken off the socket), then whatever the engine pushes from later reads; writes go
+ * straight to the socket.
+ */
+function directTlsStream(socket: Socket, firstRead: Buffer): Duplex {
+  const stream = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      socket.write(chunk, callback);
+    },
+    final(callback) {
+      socket.end();
+      callback();
+    },
+    destroy(error, callback) {
+      socket.destroy();
+      callback(error);
+    },
+  });
+  stream.push(firstRead);
+  socket.on('end', () => stream.push(null));
+  return stream;
 }

@@ -1,6 +1,7 @@
 /**
- * What both engines share around their server connections: the target group that finds
- * the writer, the pool that lends connections to it, what happens when the writer changes,
+ * What both engines share around their server connections: the target list (static
+ * `targets` plus the instances `rdsTargets` lists through the RDS API), the target group that
+ * finds the writer among them, the pool that lends connections to it, what happens when the writer changes,
  * the pool's ceiling from the writer's max_connections, and the stats, logs and metrics of it
  * all. Each engine supplies only how to open a connection and how to probe a target.
  */
@@ -10,7 +11,8 @@ import { ProxyError } from '../errors';
 import { type ProxyMetrics, targetDimensionValue } from '../metrics';
 import { isRefreshable } from '../secrets/secrets-manager';
 import { ConnectionPool } from '../pool/pool';
-import { Target, TargetGroup, TargetProber } from '../pool/target-group';
+import { Target, TargetDescription, TargetGroup, TargetProber } from '../pool/target-group';
+import { RdsDiscovery, createRdsClient } from '../discovery/rds-discovery';
 import type { Credential, CredentialSource, PoolKey, ServerConnection } from '../session/types';
 import type { EngineStats } from './engine';
 
@@ -50,20 +52,39 @@ export interface PooledTargetsOptions<C extends OpenableConnection> {
 export class PooledTargets<C extends OpenableConnection> {
   readonly pool: ConnectionPool<C>;
   readonly targets: TargetGroup;
+  /** Lists `rdsTargets` through the RDS API; null without them. */
+  readonly discovery: RdsDiscovery | null;
+  private readonly staticTargets: readonly TargetDescription[];
   private limitsKnown = false;
 
   constructor(private readonly options: PooledTargetsOptions<C>) {
     const { config, log, metrics } = options;
-    this.targets = new TargetGroup(
-      config.targets.map((t) => ({ host: t.host, port: t.port ?? options.defaultPort })),
-      {
-        createProber: (target) => options.createProber(target),
-        intervalMs: 1000,
-        fastIntervalMs: 100,
-        probeTimeoutMs: 2000,
-        onWriterChanged: (writer, previous) => this.onWriterChanged(writer, previous),
-      },
-    );
+    this.staticTargets = config.targets.map((t) => ({ host: t.host, port: t.port ?? options.defaultPort }));
+    this.targets = new TargetGroup(this.staticTargets, {
+      createProber: (target) => options.createProber(target),
+      intervalMs: 1000,
+      fastIntervalMs: 100,
+      probeTimeoutMs: 2000,
+      onWriterChanged: (writer, previous) => this.onWriterChanged(writer, previous),
+      onTargetsChanged: (added, removed) =>
+        log.info(
+          { event: 'targets-changed', added: added.map((t) => `${t.host}:${t.port}`), removed: removed.map((t) => `${t.host}:${t.port}`) },
+          `targets changed: ${added.length} added, ${removed.length} removed`,
+        ),
+    });
+    const rds = config.rdsTargets;
+    this.discovery = rds
+      ? new RdsDiscovery({
+          client: createRdsClient({ region: config.aws.region, rdsEndpoint: config.aws.rdsEndpoint }),
+          dbClusterIdentifier: rds.dbClusterIdentifier,
+          dbInstanceIdentifiers: rds.dbInstanceIdentifiers,
+          refreshIntervalSeconds: rds.refreshInterval,
+          defaultPort: options.defaultPort,
+          log,
+          // Static targets first: a listed instance with the same endpoint replaces it (and brings its hints).
+          onTargets: (listed) => this.targets.setTargets([...this.staticTargets, ...listed]),
+        })
+      : null;
     this.pool = new ConnectionPool<C>({
       open: (key) => this.open(key),
       borrowTimeoutMs: config.connectionPoolConfig.connectionBorrowTimeout * 1000,
@@ -99,6 +120,7 @@ export class PooledTargets<C extends OpenableConnection> {
 
   start(): void {
     this.targets.start();
+    this.discovery?.start();
   }
 
   private async open(key: PoolKey): Promise<C> {
@@ -155,6 +177,7 @@ export class PooledTargets<C extends OpenableConnection> {
 
   close(): void {
     this.pool.close();
+    this.discovery?.stop();
     this.targets.stop();
   }
 

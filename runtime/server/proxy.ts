@@ -15,6 +15,7 @@ import { StaticCredentialSource, loadFileCredentials } from './credentials';
 import type { ClientHandle, Engine, EngineStats } from './engine';
 import { MysqlEngine } from './mysql-engine';
 import { PgEngine } from './pg-engine';
+import { TargetTlsPolicy } from './target-tls';
 import { startTlsSource } from './tls';
 
 const SCHEDULER_TICK_MS = 250;
@@ -64,6 +65,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         rateLimit: { perSecond: config.iam.rateLimit },
       })
     : null;
+  const targetTls = new TargetTlsPolicy(config.targetTls, options.baseDir);
   const metricsRuntime = createMetricsRuntime({
     proxyName: config.proxyName,
     metrics: config.metrics,
@@ -74,8 +76,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   });
   const engine: Engine =
     config.engineFamily === 'MYSQL'
-      ? new MysqlEngine(config, credentials, probeCredential, tls, log, metricsRuntime.metrics)
-      : new PgEngine(config, credentials, probeCredential, tls, log, metricsRuntime.metrics, iamVerifier);
+      ? new MysqlEngine(config, credentials, probeCredential, tls, log, metricsRuntime.metrics, iamVerifier, targetTls)
+      : new PgEngine(config, credentials, probeCredential, tls, log, metricsRuntime.metrics, iamVerifier, targetTls);
   engine.start?.();
   metricsRuntime.start();
   const clients = new Set<ClientHandle>();

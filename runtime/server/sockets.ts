@@ -5,6 +5,7 @@
 import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { SecureContext, TLSSocket } from 'node:tls';
+import { SocketWriter } from '../session/socket-writer';
 
 /**
  * One read buffer shared by many sockets. Reads run one at a time on the event loop, so
@@ -78,8 +79,11 @@ export interface SocketTransport {
   end(): void;
   readonly isTls: boolean;
   readonly tlsAvailable: boolean;
-  /** Switches to TLS; `alreadyReceived` is TLS data that arrived in the same read as the upgrade request. */
-  startTls(alreadyReceived?: Buffer): void;
+  /**
+   * Switches to TLS; `alreadyReceived` is TLS data that arrived in the same read as the upgrade
+   * request. `underlying` replaces the socket as the TLS layer's byte stream (PostgreSQL direct TLS).
+   */
+  startTls(alreadyReceived?: Buffer, underlying?: Duplex): TLSSocket;
 }
 
 export interface TransportHandlers {
@@ -91,45 +95,90 @@ export interface TransportHandlers {
   secureContext(): SecureContext;
   onTlsUpgrade?(): void;
   onTlsError?(error: Error): void;
+  /** ALPN protocols the server side offers (PostgreSQL: `postgresql`). */
+  alpnProtocols?: string[];
 }
 
 /** The client transport of a socket: writes go to the TLS layer once the client upgraded. */
 export function createSocketTransport(socket: Socket, handlers: TransportHandlers): SocketTransport {
-  let output: Socket | TLSSocket = socket;
-  socket.on('drain', () => handlers.onDrain());
-  socket.on('error', () => socket.destroy());
-  return {
-    write: (data) => (output.destroyed ? true : output.write(data)),
-    get pendingBytes() {
-      return output.writableLength;
-    },
-    pause: () => output.pause(),
-    resume: () => output.resume(),
-    cork: () => output.cork(),
-    uncork: () => output.uncork(),
-    end: () => {
-      if (!output.destroyed) output.end();
-    },
-    get isTls() {
-      return output !== socket;
-    },
-    tlsAvailable: true,
-    startTls: (alreadyReceived?: Buffer) => {
-      socket.removeAllListeners('data');
-      const underlying = alreadyReceived !== undefined && alreadyReceived.length > 0 ? replayingStream(socket, alreadyReceived) : socket;
-      const secure = new TLSSocket(underlying, { isServer: true, secureContext: handlers.secureContext() });
-      output = secure;
-      handlers.onTlsUpgrade?.();
-      secure.on('data', (chunk: Buffer) => handlers.onTlsData(chunk));
-      secure.on('drain', () => handlers.onDrain());
-      secure.on('error', (error) => {
-        handlers.onTlsError?.(error);
-        secure.destroy();
-        socket.destroy();
-      });
-      secure.on('close', () => handlers.onClosed());
-    },
-  };
+  return new ClientSocketTransport(socket, handlers);
+}
+
+/**
+ * A class rather than an object literal with closures: sessions call it for every message,
+ * and one shape with prototype methods and getters keeps those calls monomorphic.
+ */
+class ClientSocketTransport implements SocketTransport {
+  private output: Socket | TLSSocket;
+  /** Plain TCP writes skip the stream layer; once on TLS, writes go through the TLS socket. */
+  private readonly plainWriter: SocketWriter;
+  readonly tlsAvailable = true;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly handlers: TransportHandlers,
+  ) {
+    this.output = socket;
+    this.plainWriter = new SocketWriter(socket, () => handlers.onDrain());
+    socket.on('drain', () => handlers.onDrain());
+    socket.on('error', () => socket.destroy());
+  }
+
+  write(data: Buffer): boolean {
+    const output = this.output;
+    if (output === this.socket) return this.plainWriter.write(data);
+    return output.destroyed ? true : output.write(data);
+  }
+
+  get pendingBytes(): number {
+    return this.output === this.socket ? this.plainWriter.pendingBytes : this.output.writableLength;
+  }
+
+  pause(): void {
+    this.output.pause();
+  }
+
+  resume(): void {
+    this.output.resume();
+  }
+
+  cork(): void {
+    this.output.cork();
+  }
+
+  uncork(): void {
+    this.output.uncork();
+  }
+
+  end(): void {
+    if (!this.output.destroyed) this.output.end();
+  }
+
+  get isTls(): boolean {
+    return this.output !== this.socket;
+  }
+
+  startTls(alreadyReceived?: Buffer, stream?: Duplex): TLSSocket {
+    const { socket, handlers } = this;
+    socket.removeAllListeners('data');
+    const underlying = stream ?? (alreadyReceived !== undefined && alreadyReceived.length > 0 ? replayingStream(socket, alreadyReceived) : socket);
+    const secure = new TLSSocket(underlying, {
+      isServer: true,
+      secureContext: handlers.secureContext(),
+      ...(handlers.alpnProtocols !== undefined ? { ALPNProtocols: handlers.alpnProtocols } : {}),
+    });
+    this.output = secure;
+    handlers.onTlsUpgrade?.();
+    secure.on('data', (chunk: Buffer) => handlers.onTlsData(chunk));
+    secure.on('drain', () => handlers.onDrain());
+    secure.on('error', (error) => {
+      handlers.onTlsError?.(error);
+      secure.destroy();
+      socket.destroy();
+    });
+    secure.on('close', () => handlers.onClosed());
+    return secure;
+  }
 }
 
 /**

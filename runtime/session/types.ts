@@ -9,10 +9,15 @@ import type { ProxyError } from '../errors';
 export interface PoolKey {
   readonly user: string;
   readonly database: string;
+  /**
+   * The client came over TLS. With targetTls FOLLOW_CLIENT its server connections use TLS
+   * too, so TLS and plaintext clients never share a connection (absent: plaintext).
+   */
+  readonly tls?: boolean;
 }
 
 export function poolKeyString(key: PoolKey): string {
-  return `${key.user}\u0000${key.database}`;
+  return key.tls === true ? `${key.user}\u0000${key.database}\u0000tls` : `${key.user}\u0000${key.database}`;
 }
 
 /** A server connection as the pool sees it. */

@@ -67,7 +67,13 @@ const PROP_FOR_CONFIG_PATH: ReadonlyArray<readonly [RegExp, string]> = [
   [/^connectionPoolConfig\.initQuery$/, 'initQuery'],
   [/^limits\.shutdownTimeout$/, 'drainTimeout'],
   [/^targets/, 'proxyTarget'],
+  [/^rdsTargets/, 'proxyTarget'],
+  [/^aws\.region$/, 'proxyTarget'],
+  [/^tls\.minVersion$/, 'minimumTlsVersion'],
   [/^tls/, 'tlsCertificate'],
+  [/^targetTls\.mode$/, 'targetTlsMode'],
+  [/^targetTls\.caFile$/, 'targetCertificateAuthority'],
+  [/^targetTls\.verifyHostname$/, 'verifyTargetHostname'],
   [/^metrics/, 'metricsNamespace'],
   [/^iam\.allowList/, 'grantConnect()'],
 ];

@@ -171,6 +171,11 @@ export class BackendScanner {
     return this.headerFilled === 0 && this.bodyLeft === 0 && this.body === null;
   }
 
+  /** Body bytes still owed of a message whose header was already forwarded (what a lost server leaves cut off). */
+  get forwardedBodyLeft(): number {
+    return this.swallowing ? 0 : this.bodyLeft;
+  }
+
   push(chunk: Buffer): void {
     const handler = this.handler;
     const length = chunk.length;

@@ -31,11 +31,17 @@ import {
   MysqlResponseTracker,
   PacketRole,
   encodeHandshakeResponse41,
+  encodeSslRequest,
   parseAuthSwitchRequest,
   parseErrPacket,
   parseHandshakeV10,
 } from '../../protocol/mysql/packets';
 import type { PoolKey, ServerConnection } from '../types';
+import { ServerTlsRequest, upgradeToTls } from '../server-tls';
+import { SocketWriter } from '../socket-writer';
+
+/** CR_SSL_CONNECTION_ERROR, what MySQL clients report when TLS to a server fails. */
+const SSL_CONNECTION_ERROR = 2026;
 
 /** Session variables the proxy tracks per connection and replays for each client (RDS Proxy's list). */
 export const TRACKED_VARIABLES = [
@@ -86,8 +92,12 @@ export interface MysqlBackendPeer {
   fromServer(data: Buffer): void;
   /** The end of one received chunk: the moment to decide about releasing the connection. */
   afterServerChunk(): void;
-  /** `forwardedInFlight`: client commands sent whose responses will never come. */
-  onBackendLost(reason: string, forwardedInFlight: number): void;
+  /**
+   * `forwardedInFlight`: client commands sent whose responses will never come.
+   * `nextSequenceId`: when part of the first one's response already reached the client (lost
+   * mid-result), the sequence id the client expects next, so the error that ends it is in order.
+   */
+  onBackendLost(reason: string, forwardedInFlight: number, nextSequenceId?: number): void;
   onServerDrain(): void;
 }
 
@@ -174,14 +184,25 @@ export class MysqlBackend implements ServerConnection {
   private runStart = 0;
   private runEnd = 0;
 
+  /** Whether the connection to the server is encrypted. */
+  isTls = false;
+
   constructor(
     readonly key: PoolKey,
-    private readonly socket: Socket,
+    /** The TCP socket, or the TLS socket over it after the SSL request. */
+    private socket: Socket,
     private readonly credentials: BackendLogin,
+    /** TLS to the server (targetTls); null for plaintext. */
+    private readonly tls: ServerTlsRequest | null = null,
   ) {
     this.schema = key.database === '' ? null : key.database;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.watchSocket(socket);
+  }
+
+  private watchSocket(socket: Socket): void {
+    this.writer = new SocketWriter(socket, () => this.peer?.onServerDrain());
     socket.on('drain', () => this.peer?.onServerDrain());
     socket.on('error', (error) => this.lost(`server socket error: ${error.message}`));
     socket.on('close', () => this.lost('server closed the connection'));
@@ -210,8 +231,11 @@ export class MysqlBackend implements ServerConnection {
     return this.tracker;
   }
 
+  /** Writes to `socket` (replaced with it); skips the stream layer on plain TCP. */
+  private writer!: SocketWriter;
+
   write(data: Buffer): boolean {
-    return this.socket.write(data);
+    return this.writer.write(data);
   }
 
   pauseReading(): void {
@@ -361,7 +385,8 @@ export class MysqlBackend implements ServerConnection {
     // The client learns first, so that callbacks of the proxy's own commands below find it detached.
     const peer = this.peer;
     this.peer = null;
-    peer?.onBackendLost(reason, forwardedInFlight);
+    const nextSequenceId = this.forwardedSequenceId >= 0 ? (this.forwardedSequenceId + 1) & 0xff : undefined;
+    peer?.onBackendLost(reason, forwardedInFlight, nextSequenceId);
     for (const exchange of pending) {
       if (!exchange.forward && exchange.done) {
         this.tracker = new MysqlResponseTracker(BACKEND_CAPABILITIES);
@@ -391,6 +416,9 @@ export class MysqlBackend implements ServerConnection {
     this.peer?.afterServerChunk();
   }
 
+  /** Sequence id of the last packet of the current response forwarded to the client; -1 between responses. */
+  private forwardedSequenceId = -1;
+
   private readonly onPacket = (source: Buffer, payloadStart: number, payloadLength: number, sequenceId: number): void => {
     if (this.login) {
       this.onLoginPacket(source.subarray(payloadStart, payloadStart + payloadLength), sequenceId);
@@ -403,6 +431,7 @@ export class MysqlBackend implements ServerConnection {
     }
     const role = this.tracker.feedAt(source, payloadStart, payloadLength);
     if (exchange.forward) {
+      this.forwardedSequenceId = sequenceId;
       if (exchange.observe) exchange.observe(role, source.subarray(payloadStart, payloadStart + payloadLength));
       const replacement = exchange.rewrite && role !== PacketRole.Row ? exchange.rewrite(role, source.subarray(payloadStart, payloadStart + payloadLength)) : null;
       if (replacement !== null) {
@@ -425,6 +454,7 @@ export class MysqlBackend implements ServerConnection {
     }
     if (this.tracker.isComplete) {
       this.flushRun();
+      this.forwardedSequenceId = -1;
       this.exchanges.shift();
       if (!exchange.forward) this.applyStateChanges(this.tracker);
       exchange.done?.(this.tracker, exchange);
@@ -463,6 +493,12 @@ export class MysqlBackend implements ServerConnection {
         this.tracker = new MysqlResponseTracker(capabilities);
         login.scramble = handshake.scramble;
         login.plugin = handshake.authPluginName || AuthPlugin.MYSQL_NATIVE_PASSWORD;
+        const serverOffersTls = hasCapability(handshake.capabilityFlags, CapabilityFlag.CLIENT_SSL);
+        if (this.tls !== null && this.tls.required && !serverOffersTls) {
+          throw new MysqlServerError('SERVER_CONNECT_FAILED', SSL_CONNECTION_ERROR, 'HY000', 'TLS to the database is required but the server does not offer it');
+        }
+        const useTls = this.tls !== null && serverOffersTls;
+        if (useTls) capabilities |= CapabilityFlag.CLIENT_SSL;
         const response = encodeHandshakeResponse41({
           capabilityFlags: capabilities,
           characterSet: LOGIN_COLLATION,
@@ -471,6 +507,10 @@ export class MysqlBackend implements ServerConnection {
           database: this.key.database === '' ? undefined : this.key.database,
           authPluginName: login.plugin,
         });
+        if (useTls) {
+          this.startTls(capabilities, encodePacket(response, sequenceId + 2), sequenceId + 1);
+          return;
+        }
         this.socket.write(encodePacket(response, sequenceId + 1));
         return;
       }
@@ -500,6 +540,11 @@ export class MysqlBackend implements ServerConnection {
         }
         const status = payload[1];
         if (status === CachingSha2Byte.FAST_AUTH_SUCCESS) return; // the OK follows
+        if (status === CachingSha2Byte.PERFORM_FULL_AUTHENTICATION && this.isTls) {
+          // Over TLS the password goes as is, NUL-terminated, as MySQL clients do.
+          this.socket.write(encodePacket(Buffer.from(`${this.credentials.password}\0`, 'utf8'), sequenceId + 1));
+          return;
+        }
         if (status === CachingSha2Byte.PERFORM_FULL_AUTHENTICATION) {
           // Plain TCP to the database: ask for its RSA public key rather than send the password in clear.
           login.awaitingPublicKey = true;
@@ -514,6 +559,31 @@ export class MysqlBackend implements ServerConnection {
       login.reject(proxyError);
       this.close(`login to the database failed: ${proxyError.message}`);
     }
+  }
+
+  /** SSL request packet, TLS handshake, then the HandshakeResponse over TLS. */
+  private startTls(capabilities: number, handshakeResponse: Buffer, sslRequestSequence: number): void {
+    const tcp = this.socket;
+    tcp.write(encodePacket(encodeSslRequest({ capabilityFlags: capabilities, characterSet: LOGIN_COLLATION }), sslRequestSequence));
+    upgradeToTls(tcp, this.tls!).then(
+      (secure) => {
+        if (this.isClosed) {
+          secure.destroy();
+          return;
+        }
+        this.socket = secure;
+        this.isTls = true;
+        secure.on('data', (chunk: Buffer) => this.onData(chunk));
+        this.watchSocket(secure);
+        secure.write(handshakeResponse);
+      },
+      (error: Error) => {
+        const login = this.login;
+        this.login = null;
+        login?.reject(new MysqlServerError('SERVER_CONNECT_FAILED', SSL_CONNECTION_ERROR, 'HY000', error.message));
+        this.close(`TLS to the database failed: ${error.message}`);
+      },
+    );
   }
 
   private authToken(plugin: string, scramble: Buffer): Buffer {

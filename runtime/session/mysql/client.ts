@@ -55,6 +55,7 @@ import type { ClientTransport as PgClientTransport } from '../pg/client';
 import { BorrowRequest, ConnectionBroker, Credential, CredentialSource, PoolKey, ReleaseMode } from '../types';
 import { Exchange, MysqlBackend, MysqlBackendPeer, PreparedOnServer, TRACKED_VARIABLES } from './backend';
 import { ClientStatement, PrepareMetadataCache, statementServerKey } from './statements';
+import { RATE_LIMIT_MESSAGE as IAM_RATE_LIMIT_MESSAGE, TLS_REQUIRED_MESSAGE as IAM_TLS_REQUIRED_MESSAGE, type IamTokenVerifier } from '../../secrets/iam-token';
 
 /** The socket side of a client (as for PostgreSQL), with TLS started on bytes the client may already have sent. */
 export interface ClientTransport extends Omit<PgClientTransport, 'startTls'> {
@@ -98,6 +99,10 @@ export interface MysqlSessionContext {
   /** Server-reported character set variables for each handshake collation id, learned once. */
   readonly charsetCache: Map<number, ReadonlyMap<string, string>>;
   rsaKeys(): RsaKeyPair;
+  /** Verifies IAM tokens for users whose secret has iamAuth REQUIRED; null when none has. */
+  readonly iamVerifier?: Pick<IamTokenVerifier, 'verify'> | null;
+  /** targetTls FOLLOW_CLIENT: TLS and plaintext clients borrow from separate pools (see PoolKey.tls). */
+  readonly separateTlsPools?: boolean;
 }
 
 /** Capabilities the proxy handles for clients. No compression, CLIENT_DEPRECATE_EOF, LOCAL INFILE, session tracking or query attributes. */
@@ -159,7 +164,8 @@ interface AuthExchange {
   username: string;
   credential: Credential | undefined;
   plugin: string;
-  stage: 'switch-reply' | 'full-auth' | 'rsa-reply';
+  /** `iam-verifying`: the token went to STS; the client has nothing more to send. */
+  stage: 'switch-reply' | 'full-auth' | 'rsa-reply' | 'iam-verifying';
   database: string | null;
   collationId: number;
   changeUser: boolean;
@@ -374,7 +380,15 @@ export class MysqlClientSession implements MysqlBackendPeer {
     const credential = this.context.credentials.lookup(response.username);
     const clientPlugin = response.authPluginName ?? AuthPlugin.MYSQL_NATIVE_PASSWORD;
     let plugin: string;
-    if (credential) {
+    if (credential?.iamAuth === 'REQUIRED') {
+      // The token arrives as a cleartext password, so only over TLS (RDS Proxy's message).
+      if (!this.transport.isTls) {
+        this.context.events.onAuthFailed(response.username, 'IAM authentication without TLS');
+        this.fail(new MysqlCodedError('AUTH_FAILED', MysqlError.ER_ACCESS_DENIED_ERROR, IAM_TLS_REQUIRED_MESSAGE), true);
+        return;
+      }
+      plugin = AuthPlugin.MYSQL_CLEAR_PASSWORD;
+    } else if (credential) {
       plugin = credential.clientPasswordAuthType === 'MYSQL_CACHING_SHA2_PASSWORD' ? AuthPlugin.CACHING_SHA2_PASSWORD : AuthPlugin.MYSQL_NATIVE_PASSWORD;
     } else {
       // Unknown users get the plugin they asked for, so the exchange does not tell them apart.
@@ -389,6 +403,10 @@ export class MysqlClientSession implements MysqlBackendPeer {
       collationId: response.characterSet,
       changeUser,
     };
+    if (plugin === AuthPlugin.MYSQL_CLEAR_PASSWORD && (clientPlugin !== plugin || changeUser)) {
+      this.writeToClient(encodeAuthSwitchRequest({ pluginName: plugin, pluginData: Buffer.alloc(0) }));
+      return;
+    }
     if (clientPlugin !== plugin || changeUser) {
       // COM_CHANGE_USER answers were computed for the login scramble; a fresh one keeps replays out.
       this.scramble = generateScramble();
@@ -415,11 +433,19 @@ export class MysqlClientSession implements MysqlBackendPeer {
       case 'rsa-reply':
         this.verifyFullAuth(payload);
         return;
+      case 'iam-verifying':
+        this.auth = null;
+        this.fail(new ProxyError('PROTOCOL_VIOLATION', 'unexpected packet while the IAM token is verified'), true);
+        return;
     }
   }
 
   private verifyFirstResponse(response: Buffer): void {
     const auth = this.auth!;
+    if (auth.plugin === AuthPlugin.MYSQL_CLEAR_PASSWORD) {
+      this.verifyIamToken(response);
+      return;
+    }
     const usedPassword = !(response.length === 0 || (response.length === 1 && response[0] === 0));
     const password = auth.credential?.password;
     if (auth.plugin === AuthPlugin.MYSQL_NATIVE_PASSWORD) {
@@ -460,6 +486,38 @@ export class MysqlClientSession implements MysqlBackendPeer {
     this.authSucceeded();
   }
 
+  /** mysql_clear_password carries the token NUL-terminated; the verifier replays it to STS. */
+  private verifyIamToken(response: Buffer): void {
+    const auth = this.auth!;
+    const verifier = this.context.iamVerifier;
+    if (verifier === undefined || verifier === null) {
+      this.authFailed(true, 'IAM authentication is not configured');
+      return;
+    }
+    const end = response.indexOf(0);
+    const token = response.subarray(0, end === -1 ? response.length : end).toString('utf8');
+    auth.stage = 'iam-verifying';
+    verifier.verify(token, auth.username, { tls: this.transport.isTls }).then(
+      (result) => {
+        if (this.auth !== auth || this.phase === Phase.Closed) return;
+        if (result.ok) {
+          this.authSucceeded();
+          return;
+        }
+        this.context.events.onAuthFailed(auth.username, `IAM: ${result.reason}`);
+        this.auth = null;
+        const message =
+          result.code === 'RATE_LIMITED'
+            ? IAM_RATE_LIMIT_MESSAGE
+            : `IAM authentication failed for user ${auth.username}. Check the IAM token for this user and try again.`;
+        this.fail(new MysqlCodedError('AUTH_FAILED', MysqlError.ER_ACCESS_DENIED_ERROR, message), true);
+      },
+      () => {
+        if (this.auth === auth && this.phase !== Phase.Closed) this.authFailed(true, 'IAM token verification failed');
+      },
+    );
+  }
+
   private authFailed(usedPassword: boolean, reason: string): void {
     const auth = this.auth!;
     this.context.events.onAuthFailed(auth.username, reason);
@@ -473,7 +531,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
     if (auth.changeUser) this.releaseBackend(ReleaseMode.NeedsReset);
     this.user = auth.username;
     this.database = auth.database ?? '';
-    this.key = { user: this.user, database: this.database };
+    this.key = { user: this.user, database: this.database, tls: this.context.separateTlsPools === true && this.transport.isTls };
     this.resetSessionState(auth.collationId);
     if (auth.changeUser) {
       this.writeToClient(this.okPayload());
@@ -1171,7 +1229,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
     if (!this.pumping) this.pump();
   }
 
-  onBackendLost(reason: string, forwardedInFlight: number): void {
+  onBackendLost(reason: string, forwardedInFlight: number, nextSequenceId?: number): void {
     const wasPinned = this.pinReason !== null;
     const inTransaction = this.inTransaction;
     const commitLost = this.commitsInFlight > 0;
@@ -1205,6 +1263,8 @@ export class MysqlClientSession implements MysqlBackendPeer {
       const answer = commitLost
         ? new MysqlCodedError('SERVER_CONNECTION_LOST', COMMIT_OUTCOME_UNKNOWN, `server connection lost during COMMIT (${reason}); the transaction outcome is unknown`)
         : error;
+      // Lost mid-result: the error continues the response the client is reading.
+      if (nextSequenceId !== undefined) this.responseSequence = nextSequenceId;
       for (let i = 0; i < forwardedInFlight; i++) {
         // Every later answer belongs to a command of its own, whose response starts at sequence id 1.
         if (i > 0) this.responseSequence = 1;

@@ -27,6 +27,11 @@ import {
   startupMessage,
 } from '../../protocol/pg/messages';
 import type { PoolKey, ServerConnection } from '../types';
+import { SocketWriter } from '../socket-writer';
+import { ServerTlsRequest, serverOffersNoTlsError, upgradeToTls } from '../server-tls';
+
+/** SSLRequest: length 8, code 1234.5679. */
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
 const enum Token {
   SyncForward = 0,
@@ -119,7 +124,12 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     scram: ReturnType<typeof createScramClient> | null;
   } | null = null;
 
-  private readonly socket: Socket;
+  /** The TCP socket, or the TLS socket over it once the server accepted an SSLRequest. */
+  private socket: Socket;
+  /** Writes to `socket` (replaced with it). */
+  private writer!: SocketWriter;
+  /** Waiting for the one-byte answer to SSLRequest. */
+  private sslAnswer: ((byte: number) => void) | null = null;
   /** Reused for every read while nothing still refers to it (see nextReadBuffer). */
   private readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 
@@ -127,6 +137,8 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     readonly key: PoolKey,
     readonly target: { host: string; port: number },
     private readonly login: BackendLogin,
+    /** TLS to the server (targetTls); null for plaintext. */
+    private readonly tls: ServerTlsRequest | null = null,
   ) {
     // DataRow bodies are collected only while the proxy's own queries run (see runSwallowedQuery).
     this.scanner = new BackendScanner('ZSE13RK', this);
@@ -137,11 +149,22 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
       noDelay: true,
       onread: { buffer: () => this.nextReadBuffer(), callback: (bytes: number, buffer: Uint8Array) => this.onRead(bytes, buffer) },
     });
-    const socket = this.socket;
+    this.watchSocket(this.socket);
+  }
+
+  private watchSocket(socket: Socket): void {
+    this.writer = new SocketWriter(socket, () => this.peer?.onServerDrain());
     socket.on('drain', () => this.peer?.onServerDrain());
     socket.on('error', (error) => this.lost(`server socket error: ${error.message}`));
     socket.on('close', () => this.lost('server closed the connection'));
   }
+
+  /** Whether the connection to the server is encrypted. */
+  get isTls(): boolean {
+    return this.tcpSocket !== null;
+  }
+
+  private tcpSocket: Socket | null = null;
 
   /** The target's name in metrics (set by the engine). */
   targetName = '';
@@ -162,6 +185,13 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
 
   private onRead(bytes: number, buffer: Uint8Array): boolean {
     const chunk = buffer as Buffer;
+    if (this.sslAnswer !== null && bytes > 0) {
+      const answer = this.sslAnswer;
+      this.sslAnswer = null;
+      // The server says nothing more until the client's TLS handshake (or StartupMessage).
+      answer(chunk[0]!);
+      return true;
+    }
     this.scanner.push(bytes === chunk.length ? chunk : chunk.subarray(0, bytes));
     // Forwarded bytes are views of the read buffer. When the client's socket could not send
     // them at once it still holds those views, so the next read must go to a fresh buffer.
@@ -177,8 +207,38 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
   start(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.startup = { resolve, reject, scram: null };
-      this.socket.write(startupMessage({ user: this.login.user, database: this.login.database }));
+      if (this.tls === null) {
+        this.socket.write(startupMessage({ user: this.login.user, database: this.login.database }));
+        return;
+      }
+      this.negotiateTls(this.tls).then(
+        () => this.socket.write(startupMessage({ user: this.login.user, database: this.login.database })),
+        (error: ProxyError) => {
+          this.startup = null;
+          reject(error);
+          this.close(error.message);
+        },
+      );
     });
+  }
+
+  /** SSLRequest, then the TLS handshake on 'S'; on 'N' plaintext unless TLS is required. */
+  private async negotiateTls(request: ServerTlsRequest): Promise<void> {
+    const answer = await new Promise<number>((resolve) => {
+      this.sslAnswer = resolve;
+      this.socket.write(SSL_REQUEST);
+    });
+    if (answer !== CHAR_S) {
+      if (request.required) throw serverOffersNoTlsError();
+      return;
+    }
+    const tcp = this.socket;
+    const secure = await upgradeToTls(tcp, request);
+    this.tcpSocket = tcp;
+    this.socket = secure;
+    this.watchSocket(secure);
+    // TLS records arrive as fresh buffers; nothing refers to them after the scanner ran.
+    secure.on('data', (chunk: Buffer) => this.onRead(chunk.length, chunk));
   }
 
   /** Number of requests whose responses have not all arrived. */
@@ -188,11 +248,11 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
 
   /** Returns false when the socket's buffer is full: the caller stops reading its side until onServerDrain. */
   write(data: Buffer): boolean {
-    return this.socket.write(data);
+    return this.writer.write(data);
   }
 
   get pendingWriteBytes(): number {
-    return this.socket.writableLength;
+    return this.writer.pendingBytes;
   }
 
   pauseReading(): void {
@@ -300,6 +360,11 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     for (const pending of this.swallowed.splice(0)) pending.done({ message: reason, sqlState: '08006' }, []);
     const peer = this.peer;
     this.peer = null;
+    // A server lost mid-message (kill -9 while a result streams) leaves the client with half a
+    // DataRow; completing it with zero bytes keeps the client's framing intact, so it can read
+    // the error that follows (and discards the result with it) instead of hanging.
+    const owed = this.scanner.forwardedBodyLeft;
+    if (peer !== null && owed > 0) peer.fromServer(Buffer.alloc(owed), 0, owed);
     peer?.onBackendLost(reason, this.fatalError);
     this.onClosedForMetrics?.();
     const onClosed = this.onClosed;

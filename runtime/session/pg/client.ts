@@ -88,6 +88,8 @@ export interface PgSessionContext {
   readonly startupCache: StartupParamCache;
   /** Verifies IAM tokens for users whose secret has iamAuth REQUIRED; null when none has. */
   readonly iamVerifier: Pick<IamTokenVerifier, 'verify'> | null;
+  /** targetTls FOLLOW_CLIENT: TLS and plaintext clients borrow from separate pools (see PoolKey.tls). */
+  readonly separateTlsPools?: boolean;
   readonly events: PgSessionEvents;
   /** Forwards a cancel to the server connection's own backend process. */
   sendCancel(backend: PgBackend): void;
@@ -222,11 +224,18 @@ export class PgClientSession implements BackendPeer {
   private lastWrittenBackend: PgBackend | null = null;
   private clientReadingPaused = false;
 
-  // Output batching to the server within one received chunk.
+  // Output batching to the server: within one received chunk (or one lending), everything
+  // bound for the server goes out in one write (one system call, one TCP segment).
   private runData: Buffer | null = null;
   private runStart = 0;
   private runEnd = 0;
   private batching = false;
+  /** Messages gathered for `gatheredFor` while batching, written together by flushOutput. */
+  private readonly gathered: Buffer[] = [];
+  private gatheredBytes = 0;
+  private gatheredFor: PgBackend | null = null;
+  /** Set while a borrow started by a client message may complete synchronously (see onMessage). */
+  private lendingForMessage = false;
 
   constructor(
     private readonly transport: ClientTransport,
@@ -262,11 +271,12 @@ export class PgClientSession implements BackendPeer {
       }
       this.batching = true;
       const failure = this.framer.push(chunk, this.onMessage);
-      this.flushRun();
+      this.flushOutput();
       this.batching = false;
       if (failure) this.failFramer(failure);
     } catch (error) {
       this.batching = false;
+      this.flushOutput();
       this.fail(toProxyError(error));
     }
   }
@@ -392,7 +402,7 @@ export class PgClientSession implements BackendPeer {
     }
     this.user = user;
     this.database = params.get('database') || user;
-    this.key = { user: this.user, database: this.database };
+    this.key = { user: this.user, database: this.database, tls: this.context.separateTlsPools === true && this.transport.isTls };
     this.poolKeyString = `${this.user}\u0000${this.database}`;
     this.settingsKey = [...this.settings.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`).join('\u0000');
     this.credential = this.context.credentials.lookup(user);
@@ -559,7 +569,7 @@ export class PgClientSession implements BackendPeer {
     }
     if (this.phase !== Phase.Ready) return;
     if (type === CHAR.X) {
-      this.flushRun();
+      this.flushOutput();
       this.transport.end();
       this.shutdown();
       return;
@@ -569,6 +579,16 @@ export class PgClientSession implements BackendPeer {
       return;
     }
     if (this.requestArrivedAt === 0 && (type === CHAR.Q || type === CHAR.S || type === CHAR.F)) this.requestArrivedAt = performance.now();
+    if (this.backend === null && this.pending.length === 0 && this.borrowRequest === null) {
+      // Most borrows find an idle connection at once: then this message goes out from the
+      // read buffer, with no copy into `pending`.
+      this.lendingForMessage = true;
+      try {
+        this.requestBackend();
+      } finally {
+        this.lendingForMessage = false;
+      }
+    }
     if (this.backend !== null && this.pending.length === 0) {
       this.process(type, data, start, end);
       return;
@@ -775,7 +795,7 @@ export class PgClientSession implements BackendPeer {
     }
     this.flushRun();
     if (!this.batching) {
-      this.backend!.write(data.subarray(start, end));
+      this.writeToServer(this.backend!, data.subarray(start, end));
       return;
     }
     this.runData = data;
@@ -797,8 +817,39 @@ export class PgClientSession implements BackendPeer {
   }
 
   private toServer(data: Buffer): void {
-    this.lastWrittenBackend = this.backend;
-    if (!this.backend!.write(data) && !this.clientReadingPaused) {
+    const backend = this.backend!;
+    if (this.batching) {
+      if (this.gatheredFor !== backend) this.writeGathered();
+      this.gatheredFor = backend;
+      this.gathered.push(data);
+      this.gatheredBytes += data.length;
+      return;
+    }
+    this.writeToServer(backend, data);
+  }
+
+  /** Writes everything batched so far; views of the received chunk must not outlive its callback. */
+  private flushOutput(): void {
+    this.flushRun();
+    this.writeGathered();
+  }
+
+  private writeGathered(): void {
+    const backend = this.gatheredFor;
+    const parts = this.gathered;
+    if (backend === null || parts.length === 0) return;
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.gatheredBytes);
+    parts.length = 0;
+    this.gatheredBytes = 0;
+    this.gatheredFor = null;
+    // Meant for a connection this session no longer holds (it failed or was given back): dropped with it.
+    if (backend !== this.backend || backend.isClosed) return;
+    this.writeToServer(backend, data);
+  }
+
+  private writeToServer(backend: PgBackend, data: Buffer): void {
+    this.lastWrittenBackend = backend;
+    if (!backend.write(data) && !this.clientReadingPaused) {
       this.clientReadingPaused = true;
       this.transport.pause();
     }
@@ -865,22 +916,27 @@ export class PgClientSession implements BackendPeer {
   private onBackendLent(backend: PgBackend): void {
     this.syncSettings(backend, null);
     if (this.backend !== backend) return;
-    backend.cork();
+    if (this.pending.length === 0) {
+      // Lent for the message being received right now (onMessage processes it); nothing to release yet.
+      if (!this.lendingForMessage) this.maybeRelease();
+      return;
+    }
+    const wasBatching = this.batching;
     this.batching = true;
     try {
       while (this.pending.length > 0 && this.backend === backend && this.owedError === null) {
         const message = this.pending.shift()!;
         if (message.type === CHAR.X) {
+          this.flushOutput();
           this.transport.end();
           this.shutdown();
           break;
         }
         this.process(message.type, message.data, 0, message.data.length);
       }
-      this.flushRun();
+      this.flushOutput();
     } finally {
-      this.batching = false;
-      backend.uncork();
+      this.batching = wasBatching;
     }
     this.maybeRelease();
   }
@@ -896,6 +952,7 @@ export class PgClientSession implements BackendPeer {
     // The value a setting had before the proxy first changed it on this connection (what
     // initQuery or the role's defaults made it) is read in the same SELECT, so that it can be
     // restored for clients that do not set it; RESET would go back past initQuery.
+    if (done === null && this.settingsMatch(backend)) return;
     const baselineColumns: { name: string; column: number }[] = [];
     for (const [name, value] of this.settings) {
       if (backend.appliedParams.get(name) === value) continue;
@@ -927,6 +984,15 @@ export class PgClientSession implements BackendPeer {
         done(error ? new ProxyError('SERVER_CONNECT_FAILED', error.message ?? 'invalid startup parameter', error) : null);
       }
     });
+  }
+
+  /** Whether the connection already carries exactly this client's settings (the common case: no query needed). */
+  private settingsMatch(backend: PgBackend): boolean {
+    if (backend.appliedParams.size !== this.settings.size) return false;
+    for (const [name, value] of this.settings) {
+      if (backend.appliedParams.get(name) !== value) return false;
+    }
+    return true;
   }
 
   private onBorrowFailed(error: ProxyError): void {

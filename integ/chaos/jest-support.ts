@@ -1,0 +1,19 @@
+/** Runs chaos scenarios as jest tests (quick sizes), one test per scenario and engine. */
+import { ENGINES } from './kit';
+import { SCENARIOS, type ScenarioEntry } from './scenarios';
+
+/**
+ * `concurrently`: scenarios that measure no latency run side by side (each has its own servers
+ * and ports), which keeps the file's wall time near its slowest scenario.
+ */
+export function scenarioTests(filter: (entry: ScenarioEntry) => boolean, options: { concurrently?: boolean } = {}): void {
+  const define = options.concurrently === true ? test.concurrent : test;
+  const cases = SCENARIOS.filter(filter).flatMap((entry) => ENGINES.filter((engine) => entry.engines.includes(engine)).map((engine) => ({ entry, engine })));
+  define.each(cases.map((c) => [`${c.entry.name} (${c.engine})`, c] as const))('%s', async (_name, { entry, engine }) => {
+    const outcome = await entry.run({ engine, size: 'quick', note: () => undefined });
+    process.stdout.write(`chaos ${entry.name} (${engine}): ${JSON.stringify(outcome.numbers)}\n`);
+    // Every broken expectation at once, so one run tells the whole story.
+    expect(outcome.failures).toEqual([]);
+    expect(outcome.pass).toBe(true);
+  }, 120_000);
+}
