@@ -31,6 +31,28 @@ async function pgbenchTps(host: string, port: number, user: BenchUser, args: str
   return tps(out.stdout);
 }
 
+/** Transactions per second and pooler CPU µs per transaction of one pgbench run. */
+async function measured(host: string, port: number, pid: number, user: BenchUser, args: string[], seconds: number, sslmode: string): Promise<{ tps: number; cpuMicros: number }> {
+  const cpuBefore = cpuTimeMicros(pid);
+  const tpsValue = await pgbenchTps(host, port, user, args, seconds, sslmode);
+  return { tps: tpsValue, cpuMicros: cpuTimeMicros(pid) - cpuBefore };
+}
+
+/**
+ * The TLS version and cipher suite a PostgreSQL server negotiates with OpenSSL's client (what
+ * libpq uses), so the TLS row shows both poolers did the same cryptographic work per byte.
+ */
+async function negotiatedCipher(host: string, port: number): Promise<string> {
+  const out = await runBinary('openssl', ['s_client', '-starttls', 'postgres', '-connect', `${host}:${port}`, '-brief'], {
+    timeoutMs: 10_000,
+    input: '',
+  }).catch((error: unknown) => ({ stdout: '', stderr: String(error) }));
+  const text = `${out.stdout}\n${out.stderr}`;
+  const version = /Protocol version: (\S+)/.exec(text)?.[1];
+  const cipher = /Ciphersuite: (\S+)/.exec(text)?.[1];
+  return version !== undefined && cipher !== undefined ? `${version} ${cipher}` : 'unknown cipher';
+}
+
 /** `-S -c100` with every client on TLS (sslmode=require): PgBouncer vs Tidepool, same certificate. */
 export async function tlsRow(server: PgServer, user: BenchUser, seconds: number): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'tidepool-bench-tls-'));
@@ -44,17 +66,25 @@ export async function tlsRow(server: PgServer, user: BenchUser, seconds: number)
   });
   try {
     const args = ['-S', '-M', 'simple', '-c', '100'];
+    const bouncerCipher = await negotiatedCipher(bouncer.host, bouncer.port);
+    const tidepoolCipher = await negotiatedCipher(proxy.host, proxy.port);
     // Warm-up runs, not measured.
     await pgbenchTps(bouncer.host, bouncer.port, user, args, 3, 'require');
     await pgbenchTps(proxy.host, proxy.port, user, args, 3, 'require');
-    const bouncerCpuBefore = cpuTimeMicros(bouncer.pid);
-    const bouncerTps = await pgbenchTps(bouncer.host, bouncer.port, user, args, seconds, 'require');
-    const bouncerCpu = (cpuTimeMicros(bouncer.pid) - bouncerCpuBefore) / Math.max(1, bouncerTps * seconds);
-    const tidepoolCpuBefore = cpuTimeMicros(proxy.pid);
-    const tidepoolTps = await pgbenchTps(proxy.host, proxy.port, user, args, seconds, 'require');
-    const tidepoolCpu = (cpuTimeMicros(proxy.pid) - tidepoolCpuBefore) / Math.max(1, tidepoolTps * seconds);
-    const cell = (tpsValue: number, cpu: number) => `${Math.round(tpsValue).toLocaleString('en-US')} (${cpu.toFixed(1)} µs CPU/txn)`;
-    return `| \`-S -c100\` over TLS (sslmode=require), tps | — | ${cell(bouncerTps, bouncerCpu)} | ${cell(tidepoolTps, tidepoolCpu)} | ${(tidepoolTps / bouncerTps).toFixed(2)}× | — |`;
+    // Two halves in mirrored order (PgBouncer, Tidepool, Tidepool, PgBouncer), so that a drifting
+    // machine load favours neither.
+    const half = Math.max(1, Math.ceil(seconds / 2));
+    const bouncerFirst = await measured(bouncer.host, bouncer.port, bouncer.pid, user, args, half, 'require');
+    const tidepoolFirst = await measured(proxy.host, proxy.port, proxy.pid, user, args, half, 'require');
+    const tidepoolSecond = await measured(proxy.host, proxy.port, proxy.pid, user, args, half, 'require');
+    const bouncerSecond = await measured(bouncer.host, bouncer.port, bouncer.pid, user, args, half, 'require');
+    const bouncerTps = (bouncerFirst.tps + bouncerSecond.tps) / 2;
+    const tidepoolTps = (tidepoolFirst.tps + tidepoolSecond.tps) / 2;
+    const bouncerCpu = (bouncerFirst.cpuMicros + bouncerSecond.cpuMicros) / Math.max(1, bouncerTps * half * 2);
+    const tidepoolCpu = (tidepoolFirst.cpuMicros + tidepoolSecond.cpuMicros) / Math.max(1, tidepoolTps * half * 2);
+    const cell = (tpsValue: number, cpu: number, cipher: string) =>
+      `${Math.round(tpsValue).toLocaleString('en-US')} (${cpu.toFixed(1)} µs CPU/txn, ${cipher})`;
+    return `| \`-S -c100\` over TLS (sslmode=require), tps | — | ${cell(bouncerTps, bouncerCpu, bouncerCipher)} | ${cell(tidepoolTps, tidepoolCpu, tidepoolCipher)} | ${(tidepoolTps / bouncerTps).toFixed(2)}× | — |`;
   } finally {
     await proxy.stop();
     await bouncer.stop();

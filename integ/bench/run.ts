@@ -39,12 +39,12 @@ interface PgbenchResult {
   error?: string;
 }
 
-async function pgbench(endpoint: Endpoint, args: string[]): Promise<PgbenchResult> {
+async function pgbench(endpoint: Endpoint, args: string[], seconds = SECONDS): Promise<PgbenchResult> {
   const cpuBefore = endpoint.pid ? cpuTimeMicros(endpoint.pid) : 0;
   const out = await runBinary(
     'pgbench',
-    [...args, '-n', '-j', '2', '-T', String(SECONDS), '-h', endpoint.host, '-p', String(endpoint.port), '-U', USER, 'postgres'],
-    { env: { PGPASSWORD: PASSWORD, PGSSLMODE: 'disable' }, timeoutMs: (SECONDS + 60) * 1000 },
+    [...args, '-n', '-j', '2', '-T', String(seconds), '-h', endpoint.host, '-p', String(endpoint.port), '-U', USER, 'postgres'],
+    { env: { PGPASSWORD: PASSWORD, PGSSLMODE: 'disable' }, timeoutMs: (seconds + 60) * 1000 },
   );
   const cpuAfter = endpoint.pid ? cpuTimeMicros(endpoint.pid) : 0;
   const transactions = Number(/number of transactions actually processed: (\d+)/.exec(out.stdout)?.[1] ?? 0);
@@ -115,6 +115,23 @@ function ratio(tidepool: PgbenchResult | undefined, other: PgbenchResult | undef
   return `${(tidepool.cpuMicrosPerTransaction / other.cpuMicrosPerTransaction).toFixed(2)}×`;
 }
 
+/** Two equally long runs of one endpoint as one: transactions and CPU add up, rates and latencies are averaged. */
+function combine(first: PgbenchResult, second: PgbenchResult): PgbenchResult {
+  const transactions = first.transactions + second.transactions;
+  const cpu = (result: PgbenchResult) => (result.cpuMicrosPerTransaction ?? 0) * result.transactions;
+  return {
+    tps: (first.tps + second.tps) / 2,
+    transactions,
+    failed: first.failed + second.failed,
+    latencyMs: transactions > 0 ? (first.latencyMs * first.transactions + second.latencyMs * second.transactions) / transactions : 0,
+    cpuMicrosPerTransaction:
+      first.cpuMicrosPerTransaction === undefined || second.cpuMicrosPerTransaction === undefined || transactions === 0
+        ? undefined
+        : (cpu(first) + cpu(second)) / transactions,
+    error: first.error ?? second.error,
+  };
+}
+
 async function main(): Promise<void> {
   let server: PgServer | undefined;
   let bouncer: PgbouncerServer | undefined;
@@ -154,11 +171,18 @@ async function main(): Promise<void> {
       const argsKey = scenario.args.join(' ');
       if (!distinctRuns.has(argsKey)) distinctRuns.set(argsKey, scenario);
     }
+    // Each endpoint runs twice for half the time, in the order direct, PgBouncer, Tidepool and then
+    // back: on a machine whose load drifts (other work starting or ending), no endpoint is
+    // systematically measured in the quieter or the busier part.
+    const halfSeconds = Math.max(1, Math.ceil(SECONDS / 2));
     for (const [argsKey, scenario] of distinctRuns) {
-      for (const endpoint of endpoints) {
+      for (const endpoint of [...endpoints, ...[...endpoints].reverse()]) {
         const args = endpoint.name === 'direct' && scenario.directArgs ? scenario.directArgs : scenario.args;
         process.stderr.write(`pgbench ${args.join(' ')} → ${endpoint.name}…\n`);
-        results.set(`${argsKey}|${endpoint.name}`, await pgbench(endpoint, args));
+        const key = `${argsKey}|${endpoint.name}`;
+        const result = await pgbench(endpoint, args, halfSeconds);
+        const earlier = results.get(key);
+        results.set(key, earlier === undefined ? result : combine(earlier, result));
       }
     }
     const rows = SCENARIOS.filter((scenario) => benchSelected(scenario.id)).map((scenario) => {
@@ -172,7 +196,7 @@ async function main(): Promise<void> {
       return `| ${scenario.label} | ${directCell} | ${format(bouncerResult, scenario.metric, latencyBase)} | ${format(tidepool, scenario.metric, latencyBase)} | ${ratio(tidepool, bouncerResult, scenario.metric, latencyBase)} | ${directRatio} |`;
     });
     const header = [
-      `pgbench scale ${SCALE}, ${SECONDS} s per run, pool of ${POOL_SIZE} server connections (PgBouncer transaction mode; Tidepool maxConnectionsPercent 10 of max_connections 210, less its writer probe); PostgreSQL ${await server.psql('SHOW server_version')}, Node ${process.version}, ${new Date().toISOString()}`,
+      `pgbench scale ${SCALE}, ${SECONDS} s per endpoint and run (two halves, in mirrored order), pool of ${POOL_SIZE} server connections (PgBouncer transaction mode; Tidepool maxConnectionsPercent 10 of max_connections 210, less its writer probe); PostgreSQL ${await server.psql('SHOW server_version')}, Node ${process.version}, ${new Date().toISOString()}`,
       '',
       '| run | direct | PgBouncer | Tidepool | Tidepool / PgBouncer | Tidepool / direct |',
       '|---|---|---|---|---|---|',

@@ -2,6 +2,7 @@
  * `npm run chaos`: runs every reliability scenario for both engines at full size (10,000
  * clients, a 200 MB result, ~20 s of faults under writes), each under its own timeout, prints a
  * markdown table `scenario | engine | outcome | key numbers` and exits non-zero on any failure.
+ * The protocol-fuzzing row calls integ/fuzz's runFuzz with 5,000 inputs per engine.
  *
  *   npm run chaos                      # everything, full size
  *   npm run chaos -- --only storm      # scenarios whose name contains "storm"

@@ -5,7 +5,7 @@
  */
 import { FuzzReport, formatReport, runFuzz } from './fuzz';
 
-const INPUTS = 4000;
+const INPUTS = 3000;
 const SEED = 20261126;
 
 function expectClean(report: FuzzReport): void {

@@ -101,6 +101,8 @@ function mariadbTemplate(account: ServiceAccount | undefined): Promise<string> {
       [
         '--no-defaults', // must come first; keeps /etc/mysql out of our servers
         `--datadir=${dataDir}`,
+        // A private tmpdir: concurrent bootstraps sharing /tmp once collided on their temporary tables.
+        `--tmpdir=${dir}`,
         '--auth-root-authentication-method=normal',
         '--skip-test-db',
         '--skip-name-resolve',
@@ -174,6 +176,7 @@ class MariadbInstance implements MariadbServer {
       `--bind-address=${HOST}`,
       `--socket=${this.socket}`,
       `--pid-file=${path.join(this.rootDir, 'mysqld.pid')}`,
+      `--tmpdir=${this.rootDir}`,
       '--skip-name-resolve',
       // Replication needs unique ids; ports are unique among live servers on this host.
       `--server-id=${port}`,

@@ -132,7 +132,7 @@ test('kill -9 the writer and promote the replica: idle clients kept, acknowledge
     () => null,
     (e: Error & { errno?: number }) => e,
   );
-  expect(commitError?.errno).toBe(2013);
+  expect(commitError?.errno).toBe(1317);
   expect(commitError?.message).toMatch(/the transaction was rolled back/);
   expect(await queryValue(inTransaction, 'SELECT 2')).toBe(2);
   // Every acknowledged commit is on the new writer exactly once, and nothing ran twice.
@@ -150,10 +150,11 @@ test('kill -9 the writer and promote the replica: idle clients kept, acknowledge
   expect(lastBeforeRestart.some((n) => n > 0)).toBe(true);
   expect(Number(await primary.mysql(`SELECT COUNT(*) FROM ${APP_DB}.writes`))).toBe(staleRowsAtRestart);
   const failures = outcomes.flatMap((o) => o.failed);
-  for (const failure of failures) expect([2013, 1053, 1927]).toContain(failure.errno);
+  for (const failure of failures) expect([1317, 1180, 1053, 1927]).toContain(failure.errno);
   // A COMMIT whose answer never came is reported as of unknown outcome, not as rolled back.
   for (const failure of failures.filter((f) => /COMMIT/.test(f.message))) {
     expect(failure.sqlState).toBe('08007');
+    expect(failure.errno).toBe(1180);
     expect(failure.message).toMatch(/outcome is unknown/);
   }
   // Each writer was waiting for its COMMIT when the primary died.

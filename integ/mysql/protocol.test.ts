@@ -348,7 +348,7 @@ describe('pool configuration and failures', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     await server.mysql(`KILL ${cid}`);
     const error = await running;
-    expect(error?.errno).toBe(2013);
+    expect(error?.errno).toBe(1317);
     expect(error?.message).toContain('the transaction was rolled back');
     expect(await queryValue(connection, 'SELECT 5')).toBe(5);
     await connection.end();

@@ -1060,3 +1060,90 @@ describe('random operation sequences (seeded)', () => {
     for (let seed = 1; seed <= 40; seed++) await run(seed, 400);
   });
 });
+
+describe('release hand-off (the hot path)', () => {
+  test('a released connection goes straight to the oldest waiter of its group, with its wait reported', async () => {
+    const waited: number[] = [];
+    const h = new Harness({ maxConnections: 1, maxIdleConnections: 1 });
+    const pool = new ConnectionPool<FakeConn>({
+      open: (key) => new Promise<FakeConn>((resolve, reject) => h.pendingOpens.push({ key, resolve, reject })),
+      borrowTimeoutMs: 1000,
+      onBorrowed: (ms) => waited.push(ms),
+      now: () => h.clock,
+    });
+    pool.setLimits({ maxConnections: 1, maxIdleConnections: 1 });
+    const first = new Borrow(A);
+    pool.borrow(first.request);
+    const conn = await h.openNext();
+    expect(first.conn).toBe(conn);
+    h.clock = 10;
+    const second = new Borrow(A);
+    const third = new Borrow(A);
+    pool.borrow(second.request);
+    pool.borrow(third.request);
+    h.clock = 25;
+    pool.release(conn, ReleaseMode.Clean);
+    expect(second.conn).toBe(conn);
+    expect(third.settled).toBe(false);
+    expect(waited).toEqual([0, 15]);
+    expect(pool.stats()).toEqual([expect.objectContaining({ idle: 0, lent: 1, waiting: 1 })]);
+    pool.release(conn, ReleaseMode.Clean);
+    expect(third.conn).toBe(conn);
+    pool.release(conn, ReleaseMode.Clean);
+    expect(pool.stats()).toEqual([expect.objectContaining({ idle: 1, lent: 0, waiting: 0 })]);
+  });
+
+  test('a connection that finished its reset goes to a waiter, never one still resetting', async () => {
+    const h = new Harness({ maxConnections: 1, maxIdleConnections: 1 });
+    const conn = await h.lendNew(A);
+    const waiter = h.borrow(A);
+    h.pool.release(conn, ReleaseMode.NeedsReset);
+    expect(waiter.settled).toBe(false);
+    expect(h.group(A)).toMatchObject({ resetting: 1, waiting: 1 });
+    conn.finishReset(true);
+    expect(waiter.conn).toBe(conn);
+    expect(h.group(A)).toMatchObject({ resetting: 0, lent: 1, idle: 0, waiting: 0 });
+    h.checkInvariants();
+  });
+
+  test('a release with nobody waiting in its group still frees the slot for another group at the ceiling', async () => {
+    const h = new Harness({ maxConnections: 1, maxIdleConnections: 1 });
+    const conn = await h.lendNew(A);
+    const other = h.borrow(B);
+    expect(h.openCount).toBe(1);
+    h.pool.release(conn, ReleaseMode.Clean);
+    expect(conn.isClosed).toBe(true);
+    expect(h.openCount).toBe(2);
+    const forB = await h.openNext();
+    expect(other.conn).toBe(forB);
+    h.checkInvariants();
+  });
+
+  test('a session keeps borrowing with the same key object after its empty group was dropped', async () => {
+    const h = new Harness({ maxConnections: 2, maxIdleConnections: 0 });
+    const key: PoolKey = { user: 'carol', database: 'app' };
+    const conn = await h.lendNew(key);
+    h.pool.release(conn, ReleaseMode.Clean);
+    h.pool.sweep(); // trims the idle connection (maxIdle 0), then drops the empty group
+    expect(conn.isClosed).toBe(true);
+    expect(h.pool.stats()).toEqual([]);
+    const again = h.borrow(key);
+    expect(h.group(key)).toMatchObject({ opening: 1, waiting: 1 });
+    const fresh = await h.openNext();
+    expect(again.conn).toBe(fresh);
+    h.checkInvariants();
+  });
+
+  test('moving a connection in a way the transition table forbids is refused', async () => {
+    const h = new Harness({ maxConnections: 1, maxIdleConnections: 1 });
+    const conn = await h.lendNew(A);
+    h.pool.release(conn, ReleaseMode.Clean);
+    // pin() on an idle connection is ignored (only lent ones pin); the state stays consistent.
+    h.pool.pin(conn, 'test');
+    expect(h.group(A)).toMatchObject({ idle: 1, pinned: 0 });
+    const move = (h.pool as unknown as { move(c: FakeConn, from: string, to: string): void }).move.bind(h.pool);
+    expect(() => move(conn, 'idle', 'pinned')).toThrow(/illegal transition idle -> pinned/);
+    expect(() => move(conn, 'lent', 'idle')).toThrow(/is idle, not lent/);
+    expect(h.group(A)).toMatchObject({ idle: 1, pinned: 0, lent: 0 });
+  });
+});

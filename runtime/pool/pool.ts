@@ -3,8 +3,10 @@
  * inside it, connections are grouped per (user, database) and all groups share one
  * ceiling: maxConnectionsPercent of the target's max_connections.
  *
- * A connection's state is the list it is in (idle, lent, pinned, resetting), and it
- * changes only through `move`, which checks the transition.
+ * A connection's state is recorded in one place (its entry; idle connections are also in
+ * their group's idle list, lent/pinned/resetting ones are counted) and changes only through
+ * `move`, which checks the transition. `move` runs twice per transaction, so the check is a
+ * bit test and the bookkeeping is counters, not Set/Map churn.
  */
 import { ProxyError } from '../errors';
 import {
@@ -26,6 +28,20 @@ const ALLOWED_TRANSITIONS: Record<ConnectionState | 'new', readonly (ConnectionS
   resetting: ['idle', 'gone'],
 };
 
+const TARGET_BIT: Record<ConnectionState | 'gone', number> = { idle: 1, lent: 2, pinned: 4, resetting: 8, gone: 16 };
+
+/** ALLOWED_TRANSITIONS as one bit mask per source state, so that checking a move costs a lookup and an AND. */
+const ALLOWED_MASK = Object.fromEntries(
+  Object.entries(ALLOWED_TRANSITIONS).map(([from, targets]) => [from, targets.reduce((mask, to) => mask | TARGET_BIT[to], 0)]),
+) as Record<ConnectionState | 'new', number>;
+
+interface Entry<C extends ServerConnection> {
+  readonly group: Group<C>;
+  state: ConnectionState;
+  /** When it last went idle, for trimming the longest-idle first. */
+  idleSince: number;
+}
+
 interface Waiter<C extends ServerConnection> {
   request: BorrowRequest<C>;
   deadline: number;
@@ -35,18 +51,19 @@ interface Waiter<C extends ServerConnection> {
 class Group<C extends ServerConnection> {
   /** Most recently used last: lending pops from the end so warm connections are reused first. */
   readonly idle: C[] = [];
-  readonly lent = new Set<C>();
-  readonly pinned = new Set<C>();
-  readonly resetting = new Set<C>();
+  lent = 0;
+  pinned = 0;
+  resetting = 0;
   opening = 0;
   readonly waiters: Waiter<C>[] = [];
-  /** When each idle connection went idle, for trimming the longest-idle first. */
-  readonly idleSince = new Map<C, number>();
 
-  constructor(readonly key: PoolKey) {}
+  constructor(
+    readonly key: PoolKey,
+    readonly keyString: string,
+  ) {}
 
   get size(): number {
-    return this.idle.length + this.lent.size + this.pinned.size + this.resetting.size + this.opening;
+    return this.idle.length + this.lent + this.pinned + this.resetting + this.opening;
   }
 }
 
@@ -85,7 +102,12 @@ export interface GroupStats {
 
 export class ConnectionPool<C extends ServerConnection> implements ConnectionBroker<C> {
   private readonly groups = new Map<string, Group<C>>();
-  private readonly stateOf = new Map<C, { group: Group<C>; state: ConnectionState }>();
+  private readonly stateOf = new Map<C, Entry<C>>();
+  /**
+   * Groups by the identity of the key object a session borrows with (each session keeps one),
+   * so the hot borrow path skips building the key string. Replaced whenever a group is dropped.
+   */
+  private groupByKeyObject = new WeakMap<PoolKey, Group<C>>();
   private limits: PoolLimits = { maxConnections: 1, maxIdleConnections: 1 };
   private dispatching = false;
   private redispatch = false;
@@ -122,7 +144,7 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
     const now = this.now();
     // Fast path: an idle connection and nobody queued ahead.
     if (group.waiters.length === 0 && group.idle.length > 0) {
-      const conn = group.idle.pop()!;
+      const conn = group.idle[group.idle.length - 1]!;
       this.move(conn, 'idle', 'lent');
       this.options.onBorrowed?.(0);
       request.callback(null, conn);
@@ -134,7 +156,7 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
 
   cancelBorrow(request: BorrowRequest<C>): void {
     request.cancelled = true;
-    const group = this.groups.get(poolKeyString(request.key));
+    const group = this.groupByKeyObject.get(request.key) ?? this.groups.get(poolKeyString(request.key));
     if (!group) return;
     const index = group.waiters.findIndex((w) => w.request === request);
     if (index >= 0) group.waiters.splice(index, 1);
@@ -160,7 +182,7 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
       });
       return;
     }
-    this.returnToIdle(conn, entry.state);
+    this.returnToIdle(conn, entry.state, entry);
   }
 
   pin(conn: C, _reason: string): void {
@@ -185,7 +207,10 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
     }
     this.trimIdle();
     for (const [keyString, group] of this.groups) {
-      if (group.size === 0 && group.waiters.length === 0) this.groups.delete(keyString);
+      if (group.size === 0 && group.waiters.length === 0) {
+        this.groups.delete(keyString);
+        this.groupByKeyObject = new WeakMap();
+      }
     }
   }
 
@@ -194,9 +219,9 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
       user: g.key.user,
       database: g.key.database,
       idle: g.idle.length,
-      lent: g.lent.size,
-      pinned: g.pinned.size,
-      resetting: g.resetting.size,
+      lent: g.lent,
+      pinned: g.pinned,
+      resetting: g.resetting,
       opening: g.opening,
       waiting: g.waiters.length,
     }));
@@ -218,60 +243,88 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
     for (const conn of [...this.stateOf.keys()]) conn.close(reason);
   }
 
-  private returnToIdle(conn: C, from: ConnectionState): void {
-    const group = this.stateOf.get(conn)!.group;
-    this.move(conn, from, 'idle');
-    group.idleSince.set(conn, this.now());
-    this.dispatch();
+  /**
+   * A connection back from a borrower goes straight to the first waiter of its group, if any
+   * (what `dispatch` would do, without walking every group); otherwise it goes idle, and
+   * `dispatch` runs only when some other group may be waiting for a slot it could free.
+   */
+  private returnToIdle(conn: C, from: ConnectionState, known?: Entry<C>): void {
+    const entry = known ?? this.stateOf.get(conn)!;
+    const group = entry.group;
+    if (group.waiters.length > 0) {
+      const waiter = group.waiters.shift()!;
+      // Through idle (a push and a pop): the transition table allows lending only from there.
+      this.move(conn, from, 'idle', false, entry);
+      this.move(conn, 'idle', 'lent', false, entry);
+      this.options.onBorrowed?.(this.now() - waiter.enqueuedAt);
+      waiter.request.callback(null, conn);
+      return;
+    }
+    this.move(conn, from, 'idle', false, entry);
+    entry.idleSince = this.now();
+    if (this.groups.size > 1) this.dispatch();
   }
 
   private groupFor(key: PoolKey): Group<C> {
+    const cached = this.groupByKeyObject.get(key);
+    if (cached !== undefined) return cached;
     const keyString = poolKeyString(key);
     let group = this.groups.get(keyString);
     if (!group) {
-      group = new Group<C>(key);
+      group = new Group<C>(key, keyString);
       this.groups.set(keyString, group);
     }
+    this.groupByKeyObject.set(key, group);
     return group;
   }
 
-  /** The one place a connection changes state. */
-  private move(conn: C, from: ConnectionState | 'new', to: ConnectionState | 'gone', group?: Group<C>): void {
-    if (!ALLOWED_TRANSITIONS[from].includes(to)) {
+  /**
+   * The one place a connection changes state. `newIn` is the group of a connection entering
+   * the pool; `known` saves a lookup when the caller already holds the entry.
+   */
+  private move(conn: C, from: ConnectionState | 'new', to: ConnectionState | 'gone', newIn: Group<C> | false = false, known?: Entry<C>): void {
+    if ((ALLOWED_MASK[from] & TARGET_BIT[to]) === 0) {
       throw new ProxyError('INTERNAL', `pool: illegal transition ${from} -> ${to} for connection ${conn.id}`);
     }
-    const entry = this.stateOf.get(conn);
-    const owner = group ?? entry?.group;
-    if (!owner) throw new ProxyError('INTERNAL', `pool: connection ${conn.id} has no group`);
-    if (from !== 'new') {
-      if (!entry || entry.state !== from) {
+    let entry: Entry<C> | undefined;
+    if (from === 'new') {
+      if (newIn === false || this.stateOf.has(conn)) throw new ProxyError('INTERNAL', `pool: connection ${conn.id} is already pooled`);
+      entry = { group: newIn, state: to as ConnectionState, idleSince: 0 };
+      this.stateOf.set(conn, entry);
+    } else {
+      entry = known ?? this.stateOf.get(conn);
+      if (entry === undefined || entry.state !== from) {
         throw new ProxyError('INTERNAL', `pool: connection ${conn.id} is ${entry?.state ?? 'unknown'}, not ${from}`);
       }
-      this.listOf(owner, from, conn, 'remove');
+      this.leave(entry.group, from, conn);
+      if (to === 'gone') {
+        this.stateOf.delete(conn);
+        return;
+      }
+      entry.state = to as ConnectionState;
     }
-    if (to === 'gone') {
-      this.stateOf.delete(conn);
-      owner.idleSince.delete(conn);
-      return;
-    }
-    if (from === 'idle') owner.idleSince.delete(conn);
-    this.listOf(owner, to, conn, 'add');
-    if (entry) entry.state = to;
-    else this.stateOf.set(conn, { group: owner, state: to });
+    this.enter(entry.group, to as ConnectionState, conn);
   }
 
-  private listOf(group: Group<C>, state: ConnectionState, conn: C, op: 'add' | 'remove'): void {
-    if (state === 'idle') {
-      if (op === 'add') group.idle.push(conn);
+  private enter(group: Group<C>, state: ConnectionState, conn: C): void {
+    if (state === 'lent') group.lent++;
+    else if (state === 'idle') group.idle.push(conn);
+    else if (state === 'pinned') group.pinned++;
+    else group.resetting++;
+  }
+
+  private leave(group: Group<C>, state: ConnectionState, conn: C): void {
+    if (state === 'lent') group.lent--;
+    else if (state === 'idle') {
+      // Usually the last one (lending pops from the end).
+      const idle = group.idle;
+      if (idle[idle.length - 1] === conn) idle.pop();
       else {
-        const index = group.idle.lastIndexOf(conn);
-        if (index >= 0) group.idle.splice(index, 1);
+        const index = idle.lastIndexOf(conn);
+        if (index >= 0) idle.splice(index, 1);
       }
-      return;
-    }
-    const set = state === 'lent' ? group.lent : state === 'pinned' ? group.pinned : group.resetting;
-    if (op === 'add') set.add(conn);
-    else set.delete(conn);
+    } else if (state === 'pinned') group.pinned--;
+    else group.resetting--;
   }
 
   private forget(conn: C): void {
@@ -304,7 +357,7 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
     for (const group of this.groups.values()) {
       while (group.waiters.length > 0 && group.idle.length > 0) {
         const waiter = group.waiters.shift()!;
-        const conn = group.idle.pop()!;
+        const conn = group.idle[group.idle.length - 1]!;
         this.move(conn, 'idle', 'lent');
         this.options.onBorrowed?.(this.now() - waiter.enqueuedAt);
         waiter.request.callback(null, conn);
@@ -329,7 +382,7 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
     for (const group of this.groups.values()) {
       if (group === needy || group.idle.length === 0 || group.waiters.length > 0) continue;
       const candidate = group.idle[0]!;
-      const since = group.idleSince.get(candidate) ?? 0;
+      const since = this.stateOf.get(candidate)?.idleSince ?? 0;
       if (since < oldest) {
         oldest = since;
         victim = candidate;
@@ -355,8 +408,8 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
         }
         conn.onClosed = (closed) => this.forget(closed as C);
         this.move(conn, 'new', 'idle', group);
-        group.idleSince.set(conn, this.now());
-        if (!this.groups.has(poolKeyString(group.key))) this.groups.set(poolKeyString(group.key), group);
+        this.stateOf.get(conn)!.idleSince = this.now();
+        if (!this.groups.has(group.keyString)) this.groups.set(group.keyString, group);
         this.dispatch();
       },
       (error: unknown) => {
@@ -384,7 +437,7 @@ export class ConnectionPool<C extends ServerConnection> implements ConnectionBro
       let oldest = Infinity;
       for (const group of this.groups.values()) {
         if (group.idle.length === 0) continue;
-        const since = group.idleSince.get(group.idle[0]!) ?? 0;
+        const since = this.stateOf.get(group.idle[0]!)?.idleSince ?? 0;
         if (since < oldest) {
           oldest = since;
           victim = group.idle[0];

@@ -17,7 +17,7 @@ export interface ClientHandle {
   /** Holds no server connection and waits for none: safe to close without losing work. */
   readonly isIdle: boolean;
   /** Whether the client negotiated TLS. */
-  readonly isTls?: boolean;
+  readonly isTls: boolean;
   terminate(error: ProxyError): void;
 }
 

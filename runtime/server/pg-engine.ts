@@ -41,7 +41,9 @@ function isTransientStartupFailure(error: ProxyError): boolean {
   if (error.transient) return true;
   const sqlState = error.serverDetail?.sqlState;
   if (sqlState === undefined) return error.code === 'SERVER_CONNECT_FAILED';
-  return sqlState.startsWith('57P') || sqlState.startsWith('08');
+  // 53300: the server has no slot left (someone else holds them, or the reserved superuser slots): like
+  // MySQL's 1040, worth waiting out within the borrow timeout, while released connections serve the waiters.
+  return sqlState.startsWith('57P') || sqlState.startsWith('08') || sqlState === '53300';
 }
 
 /** Asks one target whether it is writable, over a connection kept between probes. */
@@ -237,7 +239,9 @@ export class PgEngine implements Engine {
           directTlsSocket = null;
         }
         session.onData(chunk);
+        if (session.retainsReceivedBytes()) reader.retire();
       },
+      tlsReader: reader,
       alpnProtocols: [PG_ALPN],
       onDrain: () => session.onTransportDrain(),
       onClosed: () => session.onTransportClosed(),

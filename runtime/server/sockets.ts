@@ -97,6 +97,12 @@ export interface TransportHandlers {
   onTlsError?(error: Error): void;
   /** ALPN protocols the server side offers (PostgreSQL: `postgresql`). */
   alpnProtocols?: string[];
+  /**
+   * When given, decrypted bytes are read into this shared buffer (as plaintext reads are)
+   * instead of a fresh Buffer per read, and `onTlsData` gets views of it: the handler must then
+   * `retire` the buffer when it keeps a view beyond the call.
+   */
+  tlsReader?: SharedReadBuffer;
 }
 
 /** The client transport of a socket: writes go to the TLS layer once the client upgraded. */
@@ -110,6 +116,7 @@ export function createSocketTransport(socket: Socket, handlers: TransportHandler
  */
 class ClientSocketTransport implements SocketTransport {
   private output: Socket | TLSSocket;
+  private tlsEstablished = false;
   /** Plain TCP writes skip the stream layer; once on TLS, writes go through the TLS socket. */
   private readonly plainWriter: SocketWriter;
   readonly tlsAvailable = true;
@@ -151,6 +158,12 @@ class ClientSocketTransport implements SocketTransport {
   }
 
   end(): void {
+    // A TLS socket whose handshake never finished cannot flush a goodbye: end() would wait forever.
+    if (this.output !== this.socket && !this.tlsEstablished) {
+      this.output.destroy();
+      this.socket.destroy();
+      return;
+    }
     if (!this.output.destroyed) this.output.end();
   }
 
@@ -168,8 +181,11 @@ class ClientSocketTransport implements SocketTransport {
       ...(handlers.alpnProtocols !== undefined ? { ALPNProtocols: handlers.alpnProtocols } : {}),
     });
     this.output = secure;
+    secure.once('secure', () => (this.tlsEstablished = true));
     handlers.onTlsUpgrade?.();
-    secure.on('data', (chunk: Buffer) => handlers.onTlsData(chunk));
+    const reader = handlers.tlsReader;
+    if (reader !== undefined && readIntoSharedBuffer(secure, reader, (chunk) => handlers.onTlsData(chunk))) secure.resume();
+    else secure.on('data', (chunk: Buffer) => handlers.onTlsData(chunk));
     secure.on('drain', () => handlers.onDrain());
     secure.on('error', (error) => {
       handlers.onTlsError?.(error);
@@ -179,6 +195,42 @@ class ClientSocketTransport implements SocketTransport {
     secure.on('close', () => handlers.onClosed());
     return secure;
   }
+}
+
+type UserBufferSocket = TLSSocket & { _handle?: { useUserBuffer?(buffer: Uint8Array): void } | null } & Record<symbol, unknown>;
+
+/**
+ * Makes a TLS socket deliver its decrypted bytes the way `onread` does for plain sockets: into
+ * `reader`'s buffer, to `onData`, without a Buffer and a stream push per read (the TLS layer
+ * copies each decrypted record into the buffer its consumer supplies). Node offers `onread` only
+ * for TLS sockets it connects itself, so this sets the same (internal) fields the Socket
+ * constructor sets for it; returns false, changing nothing, when Node's internals differ.
+ */
+function readIntoSharedBuffer(secure: TLSSocket, reader: SharedReadBuffer, onData: (chunk: Buffer) => void): boolean {
+  const socket = secure as UserBufferSocket;
+  const handle = socket._handle;
+  if (handle === null || handle === undefined || typeof handle.useUserBuffer !== 'function') return false;
+  const symbols = Object.getOwnPropertySymbols(socket);
+  const symbolNamed = (name: string) => symbols.find((symbol) => symbol.description === name);
+  const kBuffer = symbolNamed('kBuffer');
+  const kBufferCb = symbolNamed('kBufferCb');
+  const kBufferGen = symbolNamed('kBufferGen');
+  if (kBuffer === undefined || kBufferCb === undefined || kBufferGen === undefined) return false;
+  if (socket[kBuffer] !== null || socket[kBufferCb] !== null || socket[kBufferGen] !== null) return false;
+  const first = reader.buffer;
+  try {
+    handle.useUserBuffer(first);
+  } catch {
+    return false;
+  }
+  socket[kBuffer] = first;
+  socket[kBufferGen] = () => reader.buffer;
+  socket[kBufferCb] = (bytes: number, buffer: Uint8Array) => {
+    const chunk = buffer as Buffer;
+    onData(bytes === chunk.length ? chunk : chunk.subarray(0, bytes));
+    return true;
+  };
+  return true;
 }
 
 /**

@@ -7,6 +7,9 @@
  * without a restart.
  */
 import {
+  APP_DB,
+  APP_PASSWORD,
+  APP_USER,
   Checks,
   DbClient,
   Engine,
@@ -34,12 +37,13 @@ import {
   type DbServer,
 } from '../kit';
 import type { TidepoolProcess } from '../../harness/tidepool';
+import { runBinary } from '../../pg/support';
 
 /** What a client may see when the server connection serving it is lost mid-statement. */
 export function connectionLostCodes(engine: Engine): string[] {
   // PostgreSQL: the server's own reason when it gave one (57P01 terminated by administrator,
-  // 57P02 crash of another process, 57P03 starting up), else 08006. MySQL: 2013 lost connection.
-  return engine === 'postgresql' ? ['08006', '57P01', '57P02', '57P03'] : ['2013'];
+  // 57P02 crash of another process, 57P03 starting up), else 08006. MySQL: 1317 (the proxy's "query execution was interrupted" for a lost server connection).
+  return engine === 'postgresql' ? ['08006', '57P01', '57P02', '57P03'] : ['1317'];
 }
 
 function borrowTimeoutCode(engine: Engine): string {
@@ -135,6 +139,24 @@ export async function killMidResult(ctx: ScenarioContext, how: 'terminate' | 'ki
     checks.that(bystanderFailures === 0, `idle bystanders keep working (${bystanderFailures} did not)`);
     const fresh = await pollUntilSucceeds(() => freshClientWorks(engine, proxy), 20_000);
     checks.that(fresh.ok, `a new client works afterwards (last: ${fresh.lastError})`);
+
+    if (engine === 'mysql' && how === 'terminate') {
+      // libmysqlclient checks sequence ids strictly (mysql2 only warns): the error that ends a
+      // half-received result must continue its numbering, or the CLI reports packets out of order.
+      const cliMarker = `${marker}_cli`;
+      const cli = runBinary(
+        'mariadb',
+        ['--no-defaults', '--protocol=TCP', `--host=${proxy.host}`, `--port=${proxy.port}`, `--user=${APP_USER}`, '--batch', '--comments', '--skip-column-names', `--database=${APP_DB}`, '-e', bigResultSql(engine, rows, 1000, cliMarker, rows / 2)],
+        { env: { MYSQL_PWD: APP_PASSWORD }, timeoutMs: 30_000 },
+      );
+      const cliIds = await waitForStatement(server, cliMarker);
+      await sleep(300);
+      for (const id of cliIds) await killServerConnection(server, id);
+      const output = await cli;
+      const errorLine = output.stderr.trim().split('\n').pop() ?? '';
+      checks.record('mariadb CLI got', errorLine.slice(0, 60));
+      checks.that(output.code !== 0 && /ERROR 1317/.test(output.stderr) && !/out of order/i.test(output.stderr), `the mariadb CLI reports ERROR 1317, got: ${output.stderr.trim().slice(0, 200)}`);
+    }
     return checks.outcome();
   });
 }
@@ -294,7 +316,7 @@ export async function unresolvableTarget(ctx: ScenarioContext): Promise<Scenario
     const errorMs = Date.now() - started;
     checks.record('alone: error', error ? (error.code ?? 'none') : 'success');
     checks.record('alone: error after ms', errorMs);
-    const allowed = engine === 'postgresql' ? ['08001', '53300', '08006'] : ['1105', '9501', '2003', '2013'];
+    const allowed = engine === 'postgresql' ? ['08001', '53300', '08006'] : ['1105', '9501', '2003', '1317'];
     checks.that(error !== undefined && allowed.includes(error.code ?? ''), `only a bad target: a clear error, got ${error ? formatError(error) : 'success'}`);
     checks.that(errorMs < 10_000, `the error comes within a bounded time (${errorMs} ms)`);
     const aloneStatus = await proxyStatus(alone);

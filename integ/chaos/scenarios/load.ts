@@ -18,6 +18,7 @@ import {
   ScenarioContext,
   ScenarioOutcome,
   bigResultSql,
+  connectDirect,
   connectToProxy,
   describeError,
   formatError,
@@ -383,7 +384,10 @@ async function storm(engine: Engine, proxy: TidepoolProcess, count: number): Pro
     otherErrors,
     release: async () => {
       worker.postMessage('release');
-      await Promise.race([exited, sleep(10_000).then(() => worker.terminate())]);
+      // A pending 10 s timer would keep jest's worker alive after the last test: clear it.
+      const giveUp = setTimeout(() => void worker.terminate(), 10_000);
+      await exited;
+      clearTimeout(giveUp);
     },
   };
 }
@@ -409,25 +413,36 @@ export async function connectionStorm(ctx: ScenarioContext): Promise<ScenarioOut
       await waitForWriter(proxy);
       const steady = await Promise.all(Array.from({ length: 4 }, () => connectToProxy(engine, proxy)));
       defer(() => Promise.all(steady.map((c) => c.end())));
+      // A control group straight to the database, measured in the same windows: a hiccup of this
+      // shared machine shows in both, a proxy stalled by the storm only through the proxy.
+      const control = await Promise.all(Array.from({ length: 2 }, () => connectDirect(server)));
+      defer(() => Promise.all(control.map((c) => c.end())));
       // Let the per-second window of the steady clients' own connections pass.
       await sleep(1_100);
       const before = await measureLatency(steady, window(ctx, 1_500));
       const during = measureLatency(steady, window(ctx, 2_500));
+      const controlDuring = measureLatency(control, window(ctx, 2_500));
+      const stormStarted = Date.now();
       const result = await storm(engine, proxy, stormSize);
+      const stormSeconds = (Date.now() - stormStarted) / 1000;
       const duringLatency = await during;
+      const directLatency = await controlDuring;
       defer(() => result.release());
       const expectedMessage = kind === 'rate' ? `Connections rate limit exceeded (${rate})` : `Number simultaneous connections exceeded (${max})`;
       const refused = [...result.refusals].reduce((sum, [, n]) => sum + n, 0);
       const wrong = [...result.refusals].filter(([key]) => key !== `${limitCode} ${expectedMessage}`);
-      checks.record(`${kind}: admitted/refused`, `${result.admitted}/${refused}`);
+      checks.record(`${kind}: admitted/refused`, `${result.admitted}/${refused} in ${stormSeconds.toFixed(1)} s`);
       checks.record(`${kind}: p50/p99 ms before`, `${before.p50.toFixed(1)}/${before.p99.toFixed(1)}`);
       checks.record(`${kind}: p50/p99 ms during`, `${duringLatency.p50.toFixed(1)}/${duringLatency.p99.toFixed(1)}`);
+      checks.record(`${kind}: direct p99 ms during`, directLatency.p99.toFixed(1));
       checks.that(wrong.length === 0 && result.otherErrors.length === 0, `${kind}: every refusal is "${limitCode} ${expectedMessage}": ${[...wrong.map(([k, n]) => `${k}×${n}`), ...result.otherErrors.map(formatError)].slice(0, 3).join('; ')}`);
       checks.that(refused > 0, `${kind}: the storm is shed`);
       if (kind === 'max') checks.that(result.admitted + steady.length <= max, `max: at most ${max} clients at once (${result.admitted + steady.length})`);
-      else checks.that(result.admitted <= rate * 4, `rate: about ${rate}/s admitted (${result.admitted})`);
+      // A token bucket: one second's worth at once, then `rate` per second while the storm lasts
+      // (on a busy machine the storm itself takes seconds to arrive).
+      else checks.that(result.admitted <= rate * (stormSeconds + 1) + 10, `rate: at most ${rate}/s admitted (${result.admitted} in ${stormSeconds.toFixed(1)} s)`);
       checks.that(before.errors.length + duringLatency.errors.length === 0, `${kind}: admitted clients get no errors`);
-      checks.that(duringLatency.p99 < Math.max(LATENCY_FLOOR_MS, before.p99 * 10), `${kind}: admitted clients' p99 during the storm stays reasonable (${duringLatency.p99.toFixed(1)} ms)`);
+      checks.that(duringLatency.p99 < Math.max(LATENCY_FLOOR_MS, before.p99 * 10, directLatency.p99 + LATENCY_FLOOR_MS), `${kind}: admitted clients' p99 during the storm stays reasonable (${duringLatency.p99.toFixed(1)} ms; direct to the database ${directLatency.p99.toFixed(1)} ms)`);
       // Shed load leaves no trace: once the storm is over, new clients get in again.
       await result.release();
       await sleep(1_100);

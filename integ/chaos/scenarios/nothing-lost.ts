@@ -4,7 +4,7 @@
  * end, a failover to a synchronous standby / semi-synchronous replica. Afterwards every
  * acknowledged commit is in the database exactly once, the counter equals the number of rows (no
  * transaction half applied), no id appears twice (no statement ran twice), and a COMMIT that did
- * not succeed says its outcome is unknown (08007 / 2013) and nothing else.
+ * not succeed says its outcome is unknown (08007 / 1180 with SQLSTATE 08007) and nothing else.
  */
 import {
   Checks,
@@ -33,7 +33,7 @@ const SETUP = {
 };
 
 function outcomeUnknownCode(engine: Engine): string {
-  return engine === 'postgresql' ? '08007' : '2013';
+  return engine === 'postgresql' ? '08007' : '1180';
 }
 
 interface WriterLog {

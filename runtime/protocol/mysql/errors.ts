@@ -10,7 +10,9 @@
  * - MESSAGE_TOO_LARGE: 1153 (08S01), as a server past max_allowed_packet.
  * - IDLE_TIMEOUT: 4031 (HY000), MySQL 8's inactivity disconnect.
  * - LOGIN_TIMEOUT: 1043 (08S01) bad handshake.
- * - SERVER_CONNECTION_LOST: 2013 (HY000), what clients report for a connection lost mid-query.
+ * - SERVER_CONNECTION_LOST: 1317 (70100) "query execution was interrupted": the statement is gone, the
+ *   session goes on. Not 2013: that is a client-side number (CR_SERVER_LOST), and libmariadb reports a
+ *   server-sent 2xxx as a malformed packet (2027).
  * - SERVER_CONNECT_FAILED: the database's own error when it gave one (e.g. 1049 unknown
  *   database), else 1105.
  * - SHUTTING_DOWN: 1053 (08S01) server shutdown in progress.
@@ -36,7 +38,7 @@ const MAPPINGS: Record<ProxyErrorCode, Mapping> = {
   MESSAGE_TOO_LARGE: { code: 1153, sqlState: '08S01', fatal: true },
   IDLE_TIMEOUT: { code: 4031, sqlState: 'HY000', fatal: true },
   LOGIN_TIMEOUT: { code: 1043, sqlState: '08S01', fatal: true },
-  SERVER_CONNECTION_LOST: { code: 2013, sqlState: 'HY000', fatal: false },
+  SERVER_CONNECTION_LOST: { code: 1317, sqlState: '70100', fatal: false },
   SERVER_CONNECT_FAILED: { code: 1105, sqlState: 'HY000', fatal: false },
   SHUTTING_DOWN: { code: 1053, sqlState: '08S01', fatal: true },
   FEATURE_NOT_SUPPORTED: { code: 1235, sqlState: '42000', fatal: false },

@@ -398,6 +398,15 @@ describe('decoders', () => {
     expect(decodeDataRow(int16(0))).toEqual([]);
   });
 
+  test('decodeDataRow: a row cut short yields its complete columns instead of reading past the buffer (found by fuzzing)', () => {
+    expect(decodeDataRow(Buffer.alloc(0))).toEqual([]);
+    expect(decodeDataRow(Buffer.from([0x00]))).toEqual([]);
+    // Two columns announced, the second one's length field cut off.
+    expect(decodeDataRow(Buffer.concat([int16(2), int32(1), Buffer.from('a'), Buffer.from([0x00, 0x00])]))).toEqual(['a']);
+    // A column longer than what follows.
+    expect(decodeDataRow(Buffer.concat([int16(1), int32(100), Buffer.from('abc')]))).toEqual([]);
+  });
+
   test('decodeDataRow agrees with pg-protocol on a DataRow', () => {
     const body = Buffer.concat([int16(3), int32(2), Buffer.from('42'), int32(-1), int32(5), Buffer.from('hello')]);
     const msg = Buffer.concat([Buffer.from('D'), int32(4 + body.length), body]);

@@ -223,17 +223,23 @@ export function decodeParameterStatus(body: Buffer): { name: string; value: stri
   return { name: name.value, value: value.value };
 }
 
-/** Decodes a DataRow body into text columns (null for SQL NULL). Only for the proxy's own queries. */
+/**
+ * Decodes a DataRow body into text columns (null for SQL NULL). Only for the proxy's own queries.
+ * A row cut short (a broken server or anything between) yields the columns that are complete
+ * instead of reading past the buffer, which would throw inside a socket callback.
+ */
 export function decodeDataRow(body: Buffer): (string | null)[] {
-  const count = body.readInt16BE(0);
   const values: (string | null)[] = [];
+  if (body.length < 2) return values;
+  const count = body.readInt16BE(0);
   let offset = 2;
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; i < count && offset + 4 <= body.length; i++) {
     const length = body.readInt32BE(offset);
     offset += 4;
     if (length < 0) {
       values.push(null);
     } else {
+      if (offset + length > body.length) break;
       values.push(body.toString('utf8', offset, offset + length));
       offset += length;
     }

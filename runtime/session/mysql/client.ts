@@ -138,8 +138,12 @@ const UNSUPPORTED_COMMANDS: ReadonlySet<number> = new Set([
  * answer, the outcome is unknown. Leading comments and XA COMMIT included.
  */
 const COMMIT_STATEMENT = /^(?:\s|\/\*[\s\S]*?\*\/)*(?:xa\s+)?commit\b/i;
-/** The MySQL error for a COMMIT whose answer never came: 2013 as for any lost connection, with SQLSTATE 08007 (transaction resolution unknown). */
-const COMMIT_OUTCOME_UNKNOWN = { code: 2013, sqlState: '08007' };
+/**
+ * The MySQL error for a COMMIT whose answer never came: 1180 ER_ERROR_DURING_COMMIT (known to MySQL and MariaDB;
+ * a server-range number, as libmariadb rejects server-sent client numbers like 2013) with SQLSTATE 08007
+ * (transaction resolution unknown).
+ */
+const COMMIT_OUTCOME_UNKNOWN = { code: 1180, sqlState: '08007' };
 /** DDL can change a prepared statement's metadata. */
 const DDL = /^\s*(?:alter|drop|create|rename|truncate)\b/i;
 
@@ -577,6 +581,11 @@ export class MysqlClientSession implements MysqlBackendPeer {
 
   // ---------------------------------------------------------------- commands
 
+  /** Whether the client negotiated TLS (the ClientConnectionsTLS/NoTLS gauges read it when the client leaves). */
+  get isTls(): boolean {
+    return this.transport.isTls;
+  }
+
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
@@ -592,6 +601,11 @@ export class MysqlClientSession implements MysqlBackendPeer {
         if (!this.runCommand(packet)) break;
         this.pending.shift();
       }
+    } catch (error) {
+      // pump() also runs from server-side events, where nothing above maps a malformed command to the client's error.
+      this.pumping = false;
+      this.fail(asProtocolError(error), true);
+      return;
     } finally {
       this.pumping = false;
     }

@@ -1004,7 +1004,11 @@ export class PgClientSession implements BackendPeer {
     // statement: ErrorResponse, then ReadyForQuery at each sync point.
     this.owedError = error;
     const queued = this.pending.splice(0);
-    for (const message of queued) this.answerOwedError(message.type);
+    for (const message of queued) {
+      if (this.phase === Phase.Closed) return;
+      this.owedError ??= error; // answerOwedError settles the debt at each sync point; later requests owe it again
+      this.answerOwedError(message.type);
+    }
   }
 
   /** Answers a client request with the owed error, skipping to its sync point as the server would. */
