@@ -247,6 +247,29 @@ describe('bad input affects only that client', () => {
     await bystander.end();
   });
 
+  test('a client that leaves with extended-protocol messages unsynced does not wedge the pool', async () => {
+    // Parse (failing, or valid and executed) without its Sync: the server waits for that Sync, so the
+    // connection must be discarded, not reset (a reset's ROLLBACK would never be answered).
+    const parse = (sql: string) => {
+      const body = Buffer.concat([Buffer.from('\0' + sql + '\0'), Buffer.from([0, 0])]);
+      const header = Buffer.alloc(5);
+      header[0] = 0x50;
+      header.writeInt32BE(body.length + 4, 1);
+      return Buffer.concat([header, body]);
+    };
+    const bindExecute = Buffer.from([0x42, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+    // More offenders than the pool's two connections.
+    for (const batch of [parse('SELEC 1/'), Buffer.concat([parse('SELECT 1'), bindExecute]), parse('SELECT 1/')]) {
+      const offender = await connectedClient(proxy);
+      rawSocketOf(offender).write(batch);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      rawSocketOf(offender).destroy();
+    }
+    const fresh = await connectedClient(proxy);
+    expect((await fresh.query('SELECT 4 AS four')).rows[0].four).toBe(4);
+    await fresh.end();
+  });
+
   test('an unknown message type gets 08P01', async () => {
     const offender = await connectedClient(proxy);
     const failed = nextClientError(offender);

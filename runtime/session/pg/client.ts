@@ -1163,6 +1163,14 @@ export class PgClientSession implements BackendPeer {
         this.context.events.onClosed(this);
         return;
       }
+      if (this.unsynced) {
+        // Extended-protocol messages without their Sync: the server waits for that Sync (or skips
+        // everything until it, after an error), so a reset's ROLLBACK would never be answered.
+        this.releaseBackend(ReleaseMode.Discard);
+        this.pending.length = 0;
+        this.context.events.onClosed(this);
+        return;
+      }
       const clean =
         this.pinReason === null &&
         this.lastStatus === 'I' &&
