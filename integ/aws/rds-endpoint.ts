@@ -13,6 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { credentialScopeOf } from './credential-scope';
 
 const RDS_NS = 'http://rds.amazonaws.com/doc/2014-10-31/';
 const API_VERSION = '2014-10-31';
@@ -129,11 +130,10 @@ export async function startLocalRdsEndpoint(options: { region?: string; accessKe
   const failures = { count: 0, code: '' };
 
   function checkAuthorization(req: IncomingMessage): void {
-    const auth = req.headers.authorization;
-    const m = typeof auth === 'string' ? /^AWS4-HMAC-SHA256 Credential=([^/]+)\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request,/.exec(auth) : null;
-    if (m === null) throw new RdsError(403, 'MissingAuthenticationToken', 'Missing Authentication Token');
-    if (!accessKeyIds.has(m[1]!)) throw new RdsError(403, 'InvalidClientTokenId', 'The security token included in the request is invalid.');
-    if (m[3] !== 'rds' || m[2] !== region) {
+    const scope = credentialScopeOf(req);
+    if (scope === null) throw new RdsError(403, 'MissingAuthenticationToken', 'Missing Authentication Token');
+    if (!accessKeyIds.has(scope.accessKeyId)) throw new RdsError(403, 'InvalidClientTokenId', 'The security token included in the request is invalid.');
+    if (scope.service !== 'rds' || scope.region !== region) {
       throw new RdsError(403, 'SignatureDoesNotMatch', `Credential should be scoped to a valid region and to service 'rds'.`);
     }
   }

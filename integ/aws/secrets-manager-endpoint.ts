@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { credentialScopeOf } from './credential-scope';
 
 export interface SecretsManagerCall {
   readonly target: string;
@@ -105,11 +106,10 @@ export async function startLocalSecretsManagerEndpoint(
   }
 
   function checkAuthorization(req: IncomingMessage): void {
-    const auth = req.headers.authorization;
-    const m = typeof auth === 'string' ? /^AWS4-HMAC-SHA256 Credential=([^/]+)\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request,/.exec(auth) : null;
-    if (m === null) throw new ServiceError(400, 'MissingAuthenticationTokenException', 'Missing Authentication Token');
-    if (!accessKeyIds.has(m[1]!)) throw new ServiceError(400, 'UnrecognizedClientException', 'The security token included in the request is invalid.');
-    if (m[3] !== 'secretsmanager' || m[2] !== region) {
+    const scope = credentialScopeOf(req);
+    if (scope === null) throw new ServiceError(400, 'MissingAuthenticationTokenException', 'Missing Authentication Token');
+    if (!accessKeyIds.has(scope.accessKeyId)) throw new ServiceError(400, 'UnrecognizedClientException', 'The security token included in the request is invalid.');
+    if (scope.service !== 'secretsmanager' || scope.region !== region) {
       throw new ServiceError(400, 'InvalidSignatureException', `Credential should be scoped to a valid region and to service 'secretsmanager'.`);
     }
   }

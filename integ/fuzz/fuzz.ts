@@ -266,6 +266,33 @@ interface RunContext {
   budget: () => number;
 }
 
+/** The framing model of a client stream, as both engines' fuzz drivers use it. */
+interface StreamModel {
+  readonly ended: string | null;
+  readonly owed: number;
+  feed(bytes: Buffer): void;
+}
+
+/**
+ * Up to `count` post-login inputs for one chunk, fed through the framing model; a message left
+ * short is then finished with zero bytes so the session can go on, unless what is owed is huge.
+ */
+function gatherChunk(model: StreamModel, count: number, nextInput: () => Buffer): { parts: Buffer[]; last: Buffer | undefined } {
+  const parts: Buffer[] = [];
+  let last: Buffer | undefined;
+  for (let n = count; n > 0 && model.ended === null; n--) {
+    last = nextInput();
+    parts.push(last);
+    model.feed(last);
+  }
+  for (let rounds = 0; model.ended === null && model.owed > 0 && model.owed <= MAX_PADDING && rounds < 4; rounds++) {
+    const padding = Buffer.alloc(model.owed);
+    parts.push(padding);
+    model.feed(padding);
+  }
+  return { parts, last };
+}
+
 function hang(context: RunContext, index: number, kind: ConnectionKind, what: string, lastInput: Buffer | undefined): void {
   context.tally.hangs.push(`seed ${context.seed} connection ${index} (${kind}): ${what}; last input ${lastInput ? lastInput.subarray(0, 48).toString('hex') : '-'}${lastInput && lastInput.length > 48 ? `… (${lastInput.length} bytes)` : ''}`);
   context.tally.outcome('hang');
@@ -411,19 +438,7 @@ async function runPgConnection(context: RunContext, index: number): Promise<void
     const model = new PgFrontendStreamModel(MAX_MESSAGE_BYTES);
     let inputsLeft = Math.min(random.range(20, 600), Math.max(1, context.budget()));
     for (let chunkNumber = 0; inputsLeft > 0; chunkNumber++) {
-      const parts: Buffer[] = [];
-      let last: Buffer | undefined;
-      for (let n = Math.min(random.range(1, 24), inputsLeft); n > 0 && model.ended === null; n--) {
-        last = pgPostLoginInput(random);
-        parts.push(last);
-        model.feed(last);
-      }
-      // Finish a message left short so the session can go on, unless what is owed is huge.
-      for (let rounds = 0; model.ended === null && model.owed > 0 && model.owed <= MAX_PADDING && rounds < 4; rounds++) {
-        const padding = Buffer.alloc(model.owed);
-        parts.push(padding);
-        model.feed(padding);
-      }
+      const { parts, last } = gatherChunk(model, Math.min(random.range(1, 24), inputsLeft), () => pgPostLoginInput(random));
       const terminal = model.ended !== null || model.owed > 0;
       const marker = `fz_${index}_${chunkNumber}_${random.next().toString(36)}`;
       if (!terminal) {
@@ -575,18 +590,7 @@ async function runMysqlConnection(context: RunContext, index: number): Promise<v
     const model = new MysqlClientStreamModel(MAX_MESSAGE_BYTES);
     let inputsLeft = Math.min(random.range(20, 600), Math.max(1, context.budget()));
     for (let chunkNumber = 0; inputsLeft > 0; chunkNumber++) {
-      const parts: Buffer[] = [];
-      let last: Buffer | undefined;
-      for (let n = Math.min(random.range(1, 16), inputsLeft); n > 0 && model.ended === null; n--) {
-        last = mysqlPostLoginInput(random);
-        parts.push(last);
-        model.feed(last);
-      }
-      for (let rounds = 0; model.ended === null && model.owed > 0 && model.owed <= MAX_PADDING && rounds < 4; rounds++) {
-        const padding = Buffer.alloc(model.owed);
-        parts.push(padding);
-        model.feed(padding);
-      }
+      const { parts, last } = gatherChunk(model, Math.min(random.range(1, 16), inputsLeft), () => mysqlPostLoginInput(random));
       if (model.ended === null && model.owed === 0 && model.continues) {
         // A full-size packet promises a continuation: end the command with an empty one.
         const end = mysqlPacket(Buffer.alloc(0), model.lastSequenceId + 1);

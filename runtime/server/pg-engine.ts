@@ -3,7 +3,7 @@
  * connections are opened, authenticated and initialised here for the shared pool.
  */
 import { Socket, connect } from 'node:net';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { TidepoolConfig } from '../config/schema';
@@ -24,7 +24,7 @@ import type { Credential, CredentialSource } from '../session/types';
 import { ProbeResult, Target, TargetGroup, TargetProber } from '../pool/target-group';
 import { PooledTargets } from './pooled-targets';
 import type { ClientHandle, Engine, EngineStats } from './engine';
-import { SharedReadBuffer, adoptAcceptedSocket, createSocketTransport } from './sockets';
+import { SharedReadBuffer, adoptAcceptedSocket, createSocketTransport, socketStreamStartingWith } from './sockets';
 import type { TlsSource } from './tls';
 import type { IamTokenVerifier } from '../secrets/iam-token';
 import type { ProxyMetrics } from '../metrics';
@@ -217,7 +217,8 @@ export class PgEngine implements Engine {
       if (firstRead) {
         firstRead = false;
         if (chunk[0] === TLS_HANDSHAKE_RECORD) {
-          directTls = directTlsStream(socket, Buffer.from(chunk));
+          // The engine pushes later reads itself (they arrive through onread, not 'data' events).
+          directTls = socketStreamStartingWith(socket, Buffer.from(chunk));
           directTlsSocket = transport.startTls(undefined, directTls);
           return;
         }
@@ -284,31 +285,4 @@ export class PgEngine implements Engine {
     socket.on('error', () => socket.destroy());
     socket.end(cancelRequest(backend.processId, backend.secretKey));
   }
-}
-
-/**
- * The byte stream under a direct-TLS client's TLS layer: the first read (the ClientHello,
- * already taken off the socket), then whatever the engine pushes from later reads; writes go
- * straight to the socket.
- */
-function directTlsStream(socket: Socket, firstRead: Buffer): Duplex {
-  const stream = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk: Buffer, _encoding, callback) {
-      socket.write(chunk, callback);
-    },
-    final(callback) {
-      socket.end();
-      callback();
-    },
-    destroy(error, callback) {
-      socket.destroy();
-      callback(error);
-    },
-  });
-  stream.push(firstRead);
-  socket.on('end', () => stream.push(null));
-  return stream;
 }

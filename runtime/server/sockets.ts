@@ -6,6 +6,7 @@ import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { SecureContext, TLSSocket } from 'node:tls';
 import { SocketWriter } from '../session/socket-writer';
+import type { ClientTransport } from '../session/pg/client';
 
 /**
  * One read buffer shared by many sockets. Reads run one at a time on the event loop, so
@@ -68,17 +69,11 @@ export function adoptAcceptedSocket(accepted: Socket, reader: SharedReadBuffer, 
   return accepted;
 }
 
-/** What a session needs from its client socket; both engines' sessions take this shape. */
-export interface SocketTransport {
-  write(data: Buffer): boolean;
-  readonly pendingBytes: number;
-  pause(): void;
-  resume(): void;
-  cork(): void;
-  uncork(): void;
-  end(): void;
-  readonly isTls: boolean;
-  readonly tlsAvailable: boolean;
+/**
+ * What a session needs from its client socket (the sessions' ClientTransport; both engines'
+ * sessions take this shape), with the TLS upgrade's full signature.
+ */
+export interface SocketTransport extends Omit<ClientTransport, 'startTls'> {
   /**
    * Switches to TLS; `alreadyReceived` is TLS data that arrived in the same read as the upgrade
    * request. `underlying` replaces the socket as the TLS layer's byte stream (PostgreSQL direct TLS).
@@ -234,10 +229,11 @@ function readIntoSharedBuffer(secure: TLSSocket, reader: SharedReadBuffer, onDat
 }
 
 /**
- * A stream that yields `alreadyReceived` and then the socket's bytes: the start of a TLS
- * handshake that arrived in the same read as the plaintext upgrade request.
+ * A stream that yields `firstBytes` and then whatever is pushed into it (reads resume the socket,
+ * writes go straight to the socket): what a TLS layer runs over when part of its input was
+ * already taken off the socket. Ends when the socket ends.
  */
-function replayingStream(socket: Socket, alreadyReceived: Buffer): Duplex {
+export function socketStreamStartingWith(socket: Socket, firstBytes: Buffer): Duplex {
   const stream = new Duplex({
     read() {
       socket.resume();
@@ -254,10 +250,19 @@ function replayingStream(socket: Socket, alreadyReceived: Buffer): Duplex {
       callback(error);
     },
   });
-  stream.push(alreadyReceived);
+  stream.push(firstBytes);
+  socket.on('end', () => stream.push(null));
+  return stream;
+}
+
+/**
+ * A stream that yields `alreadyReceived` and then the socket's bytes: the start of a TLS
+ * handshake that arrived in the same read as the plaintext upgrade request.
+ */
+function replayingStream(socket: Socket, alreadyReceived: Buffer): Duplex {
+  const stream = socketStreamStartingWith(socket, alreadyReceived);
   socket.on('data', (chunk: Buffer) => {
     if (!stream.push(chunk)) socket.pause();
   });
-  socket.on('end', () => stream.push(null));
   return stream;
 }
