@@ -35,6 +35,8 @@ export interface FuzzOptions {
   concurrency?: number;
   /** Well-behaved clients querying through the proxy the whole time. @default 4 */
   bystanders?: number;
+  /** Well-behaved clients logged in as the fuzzed user (see FuzzReport.poolWatcher). @default 1 */
+  poolWatchers?: number;
   /** A connection must answer or close within this many ms of its last input (or of the proxy's idle/login timeout, for inputs left unfinished on purpose). @default 5000 */
   answerBoundMs?: number;
   /** Stop starting connections after this long, even below `inputs`. @default 30 min */
@@ -71,7 +73,14 @@ export interface FuzzReport {
   /** Post-login waits for the probe after each chunk of inputs. */
   probeMs: { p50: number; p99: number; max: number; samples: number };
   bystander: { clients: number; queries: number; errors: number; errorSamples: string[]; before: LatencySummary; during: LatencySummary };
+  /**
+   * Clients logged in as the fuzzed user, borrowing from the pool the fuzz sessions return
+   * connections to: errors or waits over the bound mean that pool stopped draining.
+   */
+  poolWatcher: { clients: number; queries: number; errors: number; errorSamples: string[]; during: LatencySummary; stalls: number };
   rssKb: { baseline: number; peak: number; after: number };
+  /** The proxy's V8 heap and Buffer memory (from /status) before and after: growth here is a leak, growth in RSS only is the allocator keeping pages. */
+  heapMb: { baseline: MemoryMb | null; after: MemoryMb | null };
   /** Client connections the proxy still had open after the run (from /status). */
   clientsLeftOpen: number | null;
   /** The proxy's pools once every client is gone (/status): nothing may stay borrowed or pinned. */
@@ -80,6 +89,11 @@ export interface FuzzReport {
   clientsLeftOpenDetails: string[];
   durationMs: number;
   stoppedEarly: boolean;
+}
+
+export interface MemoryMb {
+  heapUsed: number;
+  arrayBuffers: number;
 }
 
 export interface LatencySummary {
@@ -715,7 +729,7 @@ function summarize(latencies: readonly number[] = []): LatencySummary {
 class Bystanders {
   private constructor(private readonly child: ChildProcess) {}
 
-  static async start(engine: Engine, proxy: TidepoolProcess, clients: number): Promise<Bystanders> {
+  static async start(engine: Engine, proxy: TidepoolProcess, clients: number, watchers: number): Promise<Bystanders> {
     const child = fork(resolvePath(__dirname, 'bystanders.ts'), [], { execArgv: ['-r', 'ts-node/register/transpile-only'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const bystanders = new Bystanders(child);
     const started = new Promise<void>((resolve, reject) => {
@@ -732,6 +746,7 @@ class Bystanders {
       database: engine === 'pg' ? 'postgres' : 'appdb',
       clients,
       pauseMs: 5,
+      watchers: { clients: watchers, user: FUZZ_USER, password: FUZZ_PASSWORD },
     };
     child.send(command);
     await started;
@@ -792,6 +807,22 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 let lastClients: unknown = null;
 let lastPools: unknown = null;
 
+async function proxyMemory(proxy: TidepoolProcess): Promise<MemoryMb | null> {
+  try {
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { Memory?: { HeapUsedBytes: number; ArrayBuffersBytes: number } };
+    if (!status.Memory) return null;
+    const mb = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;
+    return { heapUsed: mb(status.Memory.HeapUsedBytes), arrayBuffers: mb(status.Memory.ArrayBuffersBytes) };
+  } catch {
+    return null;
+  }
+}
+
+/** Nothing lent out, nothing in transition, nobody waiting: what a pool must look like once every client is gone. */
+export function poolsDrained(pools: FuzzReport['poolsAfter']): boolean {
+  return pools.every((pool) => pool.Borrowed + pool.Pinned + pool.Other + pool.Waiting === 0);
+}
+
 async function openClientCount(proxy: TidepoolProcess): Promise<number | null> {
   try {
     const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as Record<string, unknown>;
@@ -825,9 +856,10 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   let stoppedEarly = false;
   let stopping = false;
   try {
-    bystanders = await Bystanders.start(options.engine, proxy, options.bystanders ?? 4);
+    bystanders = await Bystanders.start(options.engine, proxy, options.bystanders ?? 4, options.poolWatchers ?? 1);
     await sleep(2000);
     const baseline = rssKb(proxy.pid);
+    const heapBaseline = await proxyMemory(proxy);
     peak = baseline;
     bystanders.phase('during');
     let proxyDied = false;
@@ -884,6 +916,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     clearInterval(sampler);
     clearInterval(logDrain);
     drainLogs(proxy, errorLogs);
+    const heapAfter = await proxyMemory(proxy);
     const bystanderResult = await bystanders.stop();
     bystanders = undefined;
     // Every fuzz and bystander connection is closed on our side by now; the proxy must let go of them
@@ -937,7 +970,16 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
         before: summarize(bystanderResult.latencies.before),
         during: summarize(bystanderResult.latencies.during),
       },
+      poolWatcher: {
+        clients: options.poolWatchers ?? 1,
+        queries: bystanderResult.watchers.queries,
+        errors: bystanderResult.watchers.errors.length,
+        errorSamples: bystanderResult.watchers.errors.slice(0, 10),
+        during: summarize(bystanderResult.watchers.latencies.during),
+        stalls: (bystanderResult.watchers.latencies.during ?? []).filter((ms) => ms > boundMs).length,
+      },
       rssKb: { baseline, peak, after },
+      heapMb: { baseline: heapBaseline, after: heapAfter },
       clientsLeftOpen,
       clientsLeftOpenDetails: clientsLeftOpen ? leftOpenDetails().slice(0, 20) : [],
       poolsAfter: Array.isArray(lastPools) ? (lastPools as FuzzReport['poolsAfter']) : [],
@@ -970,9 +1012,12 @@ export function formatReport(report: FuzzReport): string {
     ['bystander queries / errors', `${report.bystander.queries} / ${report.bystander.errors}`],
     ['bystander p50 / p99 before', `${report.bystander.before.p50} / ${report.bystander.before.p99} ms (${report.bystander.before.queries} queries)`],
     ['bystander p50 / p99 during', `${report.bystander.during.p50} / ${report.bystander.during.p99} ms (${report.bystander.during.queries} queries)`],
+    ['pool watcher queries / errors / over the bound', `${report.poolWatcher.queries} / ${report.poolWatcher.errors} / ${report.poolWatcher.stalls}`],
+    ['pool watcher p50 / p99 / max during', `${report.poolWatcher.during.p50} / ${report.poolWatcher.during.p99} / ${report.poolWatcher.during.max} ms`],
     ['proxy RSS baseline / peak / after', `${Math.round(report.rssKb.baseline / 1024)} / ${Math.round(report.rssKb.peak / 1024)} / ${Math.round(report.rssKb.after / 1024)} MB`],
+    ['proxy heap used / ArrayBuffers baseline → after', report.heapMb.baseline && report.heapMb.after ? `${report.heapMb.baseline.heapUsed} / ${report.heapMb.baseline.arrayBuffers} → ${report.heapMb.after.heapUsed} / ${report.heapMb.after.arrayBuffers} MB` : 'n/a'],
     ['client connections left open', String(report.clientsLeftOpen ?? 'n/a')],
-    ['server connections after (borrowed/pinned/idle)', report.poolsAfter.map((pool) => `${pool.User}: ${pool.Borrowed}/${pool.Pinned}/${pool.Idle}`).join(', ') || 'n/a'],
+    ['server connections after (borrowed/pinned/other/waiting/idle)', report.poolsAfter.map((pool) => `${pool.User}: ${pool.Borrowed}/${pool.Pinned}/${pool.Other}/${pool.Waiting}/${pool.Idle}`).join(', ') || 'n/a'],
     ['duration', `${(report.durationMs / 1000).toFixed(1)} s${report.stoppedEarly ? ' (stopped at the time limit)' : ''}`],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));

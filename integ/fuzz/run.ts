@@ -9,9 +9,10 @@
  *   FUZZ_MAX_MINUTES=12  per engine
  *   FUZZ_ONLY=<n>        replay only connection n of FUZZ_SEED
  *
- * Exits 1 when anything was found (crash, hang, bystander error).
+ * Exits 1 when anything was found: a crash, a hang, a bystander error, a pool-watcher error or
+ * wait over the bound, a pool not drained or a client left open at the end.
  */
-import { Engine, FuzzReport, formatReport, runFuzz } from './fuzz';
+import { Engine, FuzzReport, formatReport, poolsDrained, runFuzz } from './fuzz';
 
 async function main(): Promise<void> {
   const inputs = Number(process.env.FUZZ_INPUTS ?? 1_000_000);
@@ -31,10 +32,13 @@ async function main(): Promise<void> {
     console.log(`probes unanswered until the idle timeout: ${report.silentUntilIdle} ${JSON.stringify(report.silentUntilIdleSamples)}`);
     console.log(`proxy error-level logs: ${JSON.stringify(report.errorLogs)}`);
     for (const line of report.clientsLeftOpenDetails) console.log(`  left open: ${line}`);
-    for (const line of [...report.crashDetails, ...report.hangDetails, ...report.bystander.errorSamples]) console.log(`  ! ${line}`);
+    for (const line of [...report.crashDetails, ...report.hangDetails, ...report.bystander.errorSamples, ...report.poolWatcher.errorSamples]) console.log(`  ! ${line}`);
     console.log('');
   }
-  const found = reports.some((report) => report.crashes > 0 || report.hangs > 0 || report.bystander.errors > 0);
+  const found = reports.some(
+    (report) =>
+      report.crashes > 0 || report.hangs > 0 || report.bystander.errors > 0 || report.poolWatcher.errors > 0 || report.poolWatcher.stalls > 0 || !poolsDrained(report.poolsAfter) || report.clientsLeftOpen !== 0,
+  );
   process.exitCode = found ? 1 : 0;
 }
 

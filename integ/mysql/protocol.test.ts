@@ -313,6 +313,36 @@ describe('bad input', () => {
     expect(await queryValue(connection, 'SELECT 3')).toBe(3);
     await connection.end();
   });
+  test('commands pipelined behind COM_CHANGE_USER are read as its auth reply, as the server reads them: an answer, not a wait', async () => {
+    const raw = await rawConnection(proxy);
+    const handshake = parseHandshakeV10(new MysqlPacketFramer().pushPackets(raw.received())[0]!.payload);
+    const capabilityFlags =
+      CapabilityFlag.CLIENT_PROTOCOL_41 | CapabilityFlag.CLIENT_SECURE_CONNECTION | CapabilityFlag.CLIENT_PLUGIN_AUTH | CapabilityFlag.CLIENT_CONNECT_WITH_DB | CapabilityFlag.CLIENT_LONG_PASSWORD;
+    const login = encodeHandshakeResponse41({
+      capabilityFlags,
+      characterSet: 45,
+      username: APP_USER,
+      authResponse: nativePasswordToken(APP_PASSWORD, handshake.scramble),
+      database: APP_DB,
+      authPluginName: AuthPlugin.MYSQL_NATIVE_PASSWORD,
+    });
+    const before = raw.received().length;
+    raw.socket.write(encodePacket(login, 1));
+    for (let waited = 0; raw.received().length === before && waited < 5000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(raw.received()[before + 4]).toBe(0x00);
+    const loggedIn = raw.received().length;
+    // COM_CHANGE_USER (the proxy answers with an auth switch and a fresh scramble), and a query right behind it.
+    const changeUser = Buffer.concat([Buffer.from([0x11]), Buffer.from(`${APP_USER}\0`), Buffer.from([20]), Buffer.alloc(20, 1), Buffer.from(`${APP_DB}\0`), Buffer.from([45, 0]), Buffer.from(`${AuthPlugin.MYSQL_NATIVE_PASSWORD}\0`)]);
+    const startedAt = performance.now();
+    raw.socket.write(Buffer.concat([encodePacket(changeUser, 0), encodePacket(Buffer.from('\x03SELECT 1', 'latin1'), 0)]));
+    await raw.closed;
+    expect(performance.now() - startedAt).toBeLessThan(3000);
+    const answers = new MysqlPacketFramer().pushPackets(raw.received().subarray(loggedIn));
+    expect(answers[0]!.payload[0]).toBe(0xfe); // the auth switch request
+    const error = answers[answers.length - 1]!.payload;
+    expect(error[0]).toBe(0xff);
+    expect(error.readUInt16LE(1)).toBe(1045);
+  });
 });
 
 describe('pool configuration and failures', () => {

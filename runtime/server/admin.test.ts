@@ -103,7 +103,17 @@ describe('admin server', () => {
       Pools: [{ User: 'app', Database: 'orders', Idle: 2, Borrowed: 3, Pinned: 1, Other: 1, Waiting: 4, Size: 7 }],
       Clients: { Total: 10, TLS: 3, NoTLS: 7 },
       MaxDatabaseConnectionsAllowed: 90,
+      Memory: {
+        RssBytes: expect.any(Number),
+        HeapUsedBytes: expect.any(Number),
+        HeapTotalBytes: expect.any(Number),
+        ExternalBytes: expect.any(Number),
+        ArrayBuffersBytes: expect.any(Number),
+      },
     });
+    const { Memory } = (await (await get('/status')).json()) as { Memory: Record<string, number> };
+    expect(Memory.RssBytes).toBeGreaterThan(Memory.HeapUsedBytes!);
+    expect(Memory.HeapUsedBytes).toBeGreaterThan(1 << 20);
   });
 
   it('/status reflects a failover as it happens', async () => {

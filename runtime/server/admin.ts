@@ -98,10 +98,17 @@ export interface AdminStatusDocument {
   Pools: { User: string; Database: string; Idle: number; Borrowed: number; Pinned: number; Other: number; Waiting: number; Size: number }[];
   Clients: { Total: number; TLS: number; NoTLS: number };
   MaxDatabaseConnectionsAllowed?: number;
+  /** The proxy process's memory, to tell a leak (heap or buffers growing) from the allocator keeping freed pages (RSS only). */
+  Memory: { RssBytes: number; HeapUsedBytes: number; HeapTotalBytes: number; ExternalBytes: number; ArrayBuffersBytes: number };
 }
 
 export function writerAvailable(targets: readonly AdminTargetStatus[]): boolean {
   return targets.some((t) => t.role === 'READ_WRITE' && t.state === 'AVAILABLE');
+}
+
+function memoryDocument(): AdminStatusDocument['Memory'] {
+  const usage = process.memoryUsage();
+  return { RssBytes: usage.rss, HeapUsedBytes: usage.heapUsed, HeapTotalBytes: usage.heapTotal, ExternalBytes: usage.external, ArrayBuffersBytes: usage.arrayBuffers };
 }
 
 export function buildStatusDocument(options: Pick<AdminServerOptions, 'proxyName' | 'engineFamily' | 'provider'>): AdminStatusDocument {
@@ -137,6 +144,7 @@ export function buildStatusDocument(options: Pick<AdminServerOptions, 'proxyName
       };
     }),
     Clients: { Total: clients.tls + clients.noTls, TLS: clients.tls, NoTLS: clients.noTls },
+    Memory: memoryDocument(),
   };
   if (provider.maxDatabaseConnections) document.MaxDatabaseConnectionsAllowed = provider.maxDatabaseConnections();
   return document;

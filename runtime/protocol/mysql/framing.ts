@@ -17,6 +17,7 @@
  *   with `MysqlProtocolError`, never with a RangeError from Buffer.
  */
 import { MAX_PACKET_PAYLOAD_LENGTH, PACKET_HEADER_LENGTH } from './constants';
+import { MessageAssembler } from '../message-assembler';
 
 /* ------------------------------------------------------------------------------------ */
 /* Errors                                                                                */
@@ -97,8 +98,7 @@ export class MysqlPacketFramer {
   private readonly header = Buffer.alloc(PACKET_HEADER_LENGTH);
   private headerFilled = 0;
   /** Header + payload of a packet whose payload straddles chunks, filled as chunks arrive. */
-  private partial: Buffer | null = null;
-  private partialFilled = 0;
+  private readonly partial = new MessageAssembler();
   private previousWasMaxLength = false;
 
   constructor(options: MysqlPacketFramerOptions = {}) {
@@ -107,12 +107,12 @@ export class MysqlPacketFramer {
 
   /** Bytes held back waiting for the rest of a packet. */
   get bufferedBytes(): number {
-    return this.headerFilled + this.partialFilled;
+    return this.headerFilled + this.partial.filledBytes;
   }
 
   /** True between packets: nothing is held back. */
   get atPacketBoundary(): boolean {
-    return this.headerFilled === 0 && this.partial === null;
+    return this.headerFilled === 0 && !this.partial.active;
   }
 
   /** True when the last complete packet had the maximum length, so the next one is a continuation. */
@@ -129,16 +129,11 @@ export class MysqlPacketFramer {
     const length = chunk.length;
     let offset = 0;
     while (offset < length) {
-      if (this.partial !== null) {
-        const partial = this.partial;
-        const take = Math.min(partial.length - this.partialFilled, length - offset);
-        chunk.copy(partial, this.partialFilled, offset, offset + take);
-        this.partialFilled += take;
-        offset += take;
-        if (this.partialFilled === partial.length) {
-          this.partial = null;
-          this.partialFilled = 0;
-          this.deliver(partial, PACKET_HEADER_LENGTH, partial.length - PACKET_HEADER_LENGTH, partial[3]!, onPacket);
+      if (this.partial.active) {
+        offset += this.partial.fill(chunk, offset, length);
+        if (this.partial.complete) {
+          const packet = this.partial.finish();
+          this.deliver(packet, PACKET_HEADER_LENGTH, packet.length - PACKET_HEADER_LENGTH, packet[3]!, onPacket);
         }
         continue;
       }
@@ -152,13 +147,11 @@ export class MysqlPacketFramer {
         this.headerFilled = 0;
         const payloadLength = this.header.readUIntLE(0, 3);
         this.checkLength(payloadLength);
-        const packet = Buffer.allocUnsafe(PACKET_HEADER_LENGTH + payloadLength);
-        this.header.copy(packet, 0, 0, PACKET_HEADER_LENGTH);
         if (payloadLength === 0) {
-          this.deliver(packet, PACKET_HEADER_LENGTH, 0, packet[3]!, onPacket);
+          this.deliver(Buffer.from(this.header), PACKET_HEADER_LENGTH, 0, this.header[3]!, onPacket);
         } else {
-          this.partial = packet;
-          this.partialFilled = PACKET_HEADER_LENGTH;
+          this.partial.begin(PACKET_HEADER_LENGTH + payloadLength);
+          this.partial.fill(this.header, 0, PACKET_HEADER_LENGTH);
         }
         continue;
       }
@@ -170,12 +163,8 @@ export class MysqlPacketFramer {
         offset = end;
         this.deliver(chunk, end - payloadLength, payloadLength, sequenceId, onPacket);
       } else {
-        // Copy once into a buffer of the final size; later chunks fill the rest.
-        const packet = Buffer.allocUnsafe(PACKET_HEADER_LENGTH + payloadLength);
-        chunk.copy(packet, 0, offset, length);
-        this.partial = packet;
-        this.partialFilled = length - offset;
-        offset = length;
+        this.partial.begin(PACKET_HEADER_LENGTH + payloadLength);
+        offset += this.partial.fill(chunk, offset, length);
       }
     }
   }

@@ -5,6 +5,8 @@
  * proxy does not need.
  */
 
+import { MessageAssembler } from '../message-assembler';
+
 /** Why a frontend stream cannot be framed any further. */
 export type FramingFailure = 'invalid-length' | 'too-large';
 
@@ -13,8 +15,8 @@ export type FramingFailure = 'invalid-length' | 'too-large';
  * itself), body. Each complete message is delivered once, as `data[start, end)`.
  */
 export class FrontendFramer {
-  private partial: Buffer | null = null;
-  private partialFilled = 0;
+  /** A message that straddles chunks. */
+  private readonly partial = new MessageAssembler();
   private header = Buffer.alloc(5);
   private headerFilled = 0;
 
@@ -22,7 +24,7 @@ export class FrontendFramer {
 
   /** Bytes held back waiting for the rest of a message; lets callers bound memory. */
   get bufferedBytes(): number {
-    return this.headerFilled + this.partialFilled;
+    return this.headerFilled + this.partial.filledBytes;
   }
 
   /**
@@ -36,15 +38,10 @@ export class FrontendFramer {
     let offset = 0;
     const length = chunk.length;
     while (offset < length) {
-      if (this.partial !== null) {
-        const take = Math.min(this.partial.length - this.partialFilled, length - offset);
-        chunk.copy(this.partial, this.partialFilled, offset, offset + take);
-        this.partialFilled += take;
-        offset += take;
-        if (this.partialFilled === this.partial.length) {
-          const message = this.partial;
-          this.partial = null;
-          this.partialFilled = 0;
+      if (this.partial.active) {
+        offset += this.partial.fill(chunk, offset, length);
+        if (this.partial.complete) {
+          const message = this.partial.finish();
           onMessage(message[0]!, message, 0, message.length);
         }
         continue;
@@ -59,13 +56,10 @@ export class FrontendFramer {
         const messageLength = this.header.readInt32BE(1);
         const failure = this.checkLength(messageLength);
         if (failure) return failure;
-        this.partial = Buffer.allocUnsafe(messageLength + 1);
-        this.header.copy(this.partial, 0, 0, 5);
-        this.partialFilled = 5;
-        if (this.partialFilled === this.partial.length) {
-          const message = this.partial;
-          this.partial = null;
-          this.partialFilled = 0;
+        this.partial.begin(messageLength + 1);
+        this.partial.fill(this.header, 0, 5);
+        if (this.partial.complete) {
+          const message = this.partial.finish();
           onMessage(message[0]!, message, 0, message.length);
         }
         continue;
@@ -78,10 +72,8 @@ export class FrontendFramer {
         onMessage(chunk[offset]!, chunk, offset, end);
         offset = end;
       } else {
-        this.partial = Buffer.allocUnsafe(messageLength + 1);
-        chunk.copy(this.partial, 0, offset, length);
-        this.partialFilled = length - offset;
-        offset = length;
+        this.partial.begin(messageLength + 1);
+        offset += this.partial.fill(chunk, offset, length);
       }
     }
     return undefined;

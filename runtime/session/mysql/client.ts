@@ -590,8 +590,16 @@ export class MysqlClientSession implements MysqlBackendPeer {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (this.pending.length > 0 && this.phase === Phase.Ready && !this.waiting && this.auth === null) {
+      while (this.pending.length > 0 && this.phase === Phase.Ready && !this.waiting) {
         const packet = this.pending[0]!;
+        if (this.auth !== null) {
+          // COM_CHANGE_USER's exchange is under way: packets the client sent behind it are its
+          // replies, as the server itself would read them (they arrived before auth began).
+          this.pending.shift();
+          this.responseSequence = (packet.sequenceId + 1) & 0xff;
+          this.onAuthReply(packet.wire.subarray(4));
+          continue;
+        }
         if (packet.isContinuation) {
           this.pending.shift();
           this.midCommand = packet.wire.length - 4 === MAX_PACKET_PAYLOAD_LENGTH;
