@@ -118,6 +118,8 @@ const IDLE_TIMEOUT_S = 2;
 const MAX_PADDING = 70_000;
 /** The proxy's ErrorResponse message for a lost server connection (the SQLSTATE may be the server's own). */
 const SERVER_CONNECTION_LOST = Buffer.from('Mserver connection lost');
+/** The same for MySQL: ERR 1317 with SQLSTATE 70100. */
+const MYSQL_SERVER_CONNECTION_LOST = Buffer.from('#70100server connection lost');
 
 /*
  * ---------------------------------------------------------------------------------------
@@ -476,7 +478,7 @@ async function runPgConnection(context: RunContext, index: number): Promise<void
       if (outcome === 'done' && !connection.received.includes(markerBytes)) {
         // The server dropped its connection (PostgreSQL closes on some bad input) with the probe in flight;
         // the proxy fails what was in flight with 08006 and goes on with a new server connection: probe again.
-        await connection.until(() => performance.now() - connection.lastDataAt > 50, 1000);
+        await connection.until(() => false, 60);
         const again = Buffer.from(`${marker}_again`);
         connection.clear();
         connection.write(typed(0x51, Buffer.from(`SELECT '${again.toString()}'\0`)));
@@ -627,7 +629,17 @@ async function runMysqlConnection(context: RunContext, index: number): Promise<v
       const lastWrite = performance.now();
       const markerBytes = Buffer.from(marker);
       const waitMs = terminal ? IDLE_TIMEOUT_S * 1000 + boundMs : boundMs;
-      const outcome = terminal ? await connection.until(() => false, waitMs) : await connection.until(() => connection.received.includes(markerBytes), waitMs);
+      let outcome = terminal ? await connection.until(() => false, waitMs) : await connection.until(() => connection.received.includes(markerBytes) || connection.received.includes(MYSQL_SERVER_CONNECTION_LOST), waitMs);
+      if (outcome === 'done' && !connection.received.includes(markerBytes)) {
+        // The server closed its connection on bad input (e.g. "Got packets out of order") with the probe in
+        // flight; the proxy fails what was in flight with 1317 and goes on with a new server connection: probe again.
+        await connection.until(() => false, 60);
+        const again = Buffer.from(`${marker}_again`);
+        connection.clear();
+        connection.write(mysqlPacket(Buffer.from(`\x03SELECT '${again.toString()}'`, 'latin1'), 0));
+        outcome = await connection.until(() => connection.received.includes(again), boundMs);
+        tally.outcome('post-login re-probed after 1317');
+      }
       if (outcome === 'timeout') return hang(context, index, kind, terminal ? `no close after a packet left unfinished (${model.ended ?? `${model.owed} bytes owed`})` : `no answer to the probe after chunk ${chunkNumber}`, last);
       const waited = (outcome === 'closed' ? connection.closedAt : performance.now()) - lastWrite;
       tally.answerMs.push(waited);
