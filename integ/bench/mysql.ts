@@ -67,6 +67,8 @@ async function throughputRows(scenarios: Scenario[], seconds: number): Promise<s
       users: [{ name: USER, password: PASSWORD }],
       config: { connectionPoolConfig: { maxConnectionsPercent: 10, connectionBorrowTimeout: 60 } },
       env: { TIDEPOOL_LOG_LEVEL: 'info' },
+      // BENCH_CPU_PROF=<dir>: write Tidepool's CPU profile there (summarise it with profile.ts's summariseProfile).
+      nodeFlags: process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [],
     });
     const timeoutMs = (seconds + 60) * 1000;
     // Warm-up (JIT, the pool's connections), not measured.

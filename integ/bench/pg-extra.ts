@@ -13,6 +13,7 @@ import { startPgbouncer } from '../harness/pgbouncer';
 import { cpuTimeMicros, createSelfSignedCert } from '../harness/processes';
 import { TidepoolProcess, startTidepool } from '../harness/tidepool';
 import { runBinary } from '../pg/support';
+import { startNaivePipe } from './naive-pipe';
 
 export interface BenchUser {
   name: string;
@@ -54,7 +55,14 @@ async function negotiatedCipher(host: string, port: number): Promise<string> {
 }
 
 /** `-S -c100` with every client on TLS (sslmode=require): PgBouncer vs Tidepool, same certificate. */
-export async function tlsRow(server: PgServer, user: BenchUser, seconds: number): Promise<string> {
+/** tps and CPU µs per transaction of PgBouncer, Tidepool and the bare Node.js pipe in one run. */
+export interface FloorFigures {
+  bouncer: { tps: number; cpu: number };
+  tidepool: { tps: number; cpu: number };
+  naive: { tps: number; cpu: number };
+}
+
+export async function tlsRow(server: PgServer, user: BenchUser, seconds: number): Promise<{ row: string; floor: FloorFigures }> {
   const dir = mkdtempSync(join(tmpdir(), 'tidepool-bench-tls-'));
   const cert = await createSelfSignedCert(dir);
   const bouncer = await startPgbouncer(server, { poolSize: 20, poolMode: 'transaction', users: [user], maxClientConn: 1000, tls: cert });
@@ -64,6 +72,7 @@ export async function tlsRow(server: PgServer, user: BenchUser, seconds: number)
     config: { connectionPoolConfig: { maxConnectionsPercent: 10 }, tls: { certFile: cert.certFile, keyFile: cert.keyFile } },
     env: { TIDEPOOL_LOG_LEVEL: 'info' },
   });
+  const naive = await startNaivePipe(server, cert);
   try {
     const args = ['-S', '-M', 'simple', '-c', '100'];
     const bouncerCipher = await negotiatedCipher(bouncer.host, bouncer.port);
@@ -76,16 +85,24 @@ export async function tlsRow(server: PgServer, user: BenchUser, seconds: number)
     const half = Math.max(1, Math.ceil(seconds / 2));
     const bouncerFirst = await measured(bouncer.host, bouncer.port, bouncer.pid, user, args, half, 'require');
     const tidepoolFirst = await measured(proxy.host, proxy.port, proxy.pid, user, args, half, 'require');
+    const naiveFirst = await measured(naive.host, naive.port, naive.pid, user, args, half, 'require');
+    const naiveSecond = await measured(naive.host, naive.port, naive.pid, user, args, half, 'require');
     const tidepoolSecond = await measured(proxy.host, proxy.port, proxy.pid, user, args, half, 'require');
     const bouncerSecond = await measured(bouncer.host, bouncer.port, bouncer.pid, user, args, half, 'require');
+    const naiveTps = (naiveFirst.tps + naiveSecond.tps) / 2;
+    const naiveCpu = (naiveFirst.cpuMicros + naiveSecond.cpuMicros) / Math.max(1, naiveTps * half * 2);
     const bouncerTps = (bouncerFirst.tps + bouncerSecond.tps) / 2;
     const tidepoolTps = (tidepoolFirst.tps + tidepoolSecond.tps) / 2;
     const bouncerCpu = (bouncerFirst.cpuMicros + bouncerSecond.cpuMicros) / Math.max(1, bouncerTps * half * 2);
     const tidepoolCpu = (tidepoolFirst.cpuMicros + tidepoolSecond.cpuMicros) / Math.max(1, tidepoolTps * half * 2);
     const cell = (tpsValue: number, cpu: number, cipher: string) =>
       `${Math.round(tpsValue).toLocaleString('en-US')} (${cpu.toFixed(1)} µs CPU/txn, ${cipher})`;
-    return `| \`-S -c100\` over TLS (sslmode=require), tps | — | ${cell(bouncerTps, bouncerCpu, bouncerCipher)} | ${cell(tidepoolTps, tidepoolCpu, tidepoolCipher)} | ${(tidepoolTps / bouncerTps).toFixed(2)}× | — |`;
+    return {
+      row: `| \`-S -c100\` over TLS (sslmode=require), tps | — | ${cell(bouncerTps, bouncerCpu, bouncerCipher)} | ${cell(tidepoolTps, tidepoolCpu, tidepoolCipher)} | ${(tidepoolTps / bouncerTps).toFixed(2)}× | — |`,
+      floor: { bouncer: { tps: bouncerTps, cpu: bouncerCpu }, tidepool: { tps: tidepoolTps, cpu: tidepoolCpu }, naive: { tps: naiveTps, cpu: naiveCpu } },
+    };
   } finally {
+    naive.stop();
     await proxy.stop();
     await bouncer.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -4,7 +4,8 @@
  * each pooler's CPU µs per transaction and the top functions of Tidepool's profile by self time.
  * A tool for working on performance, not part of `npm run bench`.
  *
- * Environment: BENCH_SECONDS (default 10), PROFILE_TOP (default 25), PROFILE_TLS=1 (clients on TLS).
+ * Environment: BENCH_SECONDS (default 10), PROFILE_TOP (default 25), PROFILE_TLS=1 (clients on TLS),
+ * PROFILE_NAIVE=1 (also measure `naive-pipe.ts`: Node's own floor, no pooling or parsing).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { startPgbouncer } from '../harness/pgbouncer';
 import { cpuTimeMicros, createSelfSignedCert } from '../harness/processes';
 import { startTidepool } from '../harness/tidepool';
 import { runBinary } from '../pg/support';
+import { startNaivePipe } from './naive-pipe';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const TOP = Number(process.env.PROFILE_TOP ?? 25);
@@ -23,6 +25,8 @@ const TLS = process.env.PROFILE_TLS === '1';
 const STRACE = process.env.PROFILE_STRACE === '1';
 /** PROFILE_PERF=1: sample Tidepool with Linux perf (kernel and native frames too) instead of --cpu-prof. */
 const PERF = process.env.PROFILE_PERF === '1';
+/** PROFILE_NAIVE=1: also measure a bare Node.js pipe (one server connection per client, no parsing). */
+const NAIVE = process.env.PROFILE_NAIVE === '1';
 const USER = { name: 'bench', password: 'bench-password' };
 
 interface ProfileNode {
@@ -95,12 +99,15 @@ async function main(): Promise<void> {
       env: { TIDEPOOL_LOG_LEVEL: 'info' },
       nodeFlags: PERF ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
     });
+    const naive = NAIVE ? await startNaivePipe(server, cert) : undefined;
     try {
       await pgbench(proxy.host, proxy.port, ['-S', '-c', '100']);
-      for (const [name, endpoint] of [
+      const endpoints: [string, { host: string; port: number; pid: number }][] = [
         ['PgBouncer', bouncer],
         ['Tidepool', proxy],
-      ] as const) {
+      ];
+      if (naive) endpoints.push(['naive Node.js pipe', naive]);
+      for (const [name, endpoint] of endpoints) {
         const perfData = join(profileDir, 'perf.data');
         const perf = PERF && name === 'Tidepool' ? spawn('perf', ['record', '-F', '1999', '-g', '-o', perfData, '-p', String(endpoint.pid)], { stdio: 'ignore' }) : undefined;
         const tracer = STRACE ? spawn('strace', ['-c', '-f', '-p', String(endpoint.pid)], { stdio: ['ignore', 'ignore', 'pipe'] }) : undefined;
@@ -126,6 +133,7 @@ async function main(): Promise<void> {
         process.stdout.write(`${name}: ${Math.round(result.tps)} tps, ${cpu.toFixed(1)} µs CPU per transaction (${(systemShare * 100).toFixed(0)} % in the kernel)${result.stderr ? `\n${result.stderr}` : ''}\n${traced}`);
       }
     } finally {
+      naive?.stop();
       await proxy.stop();
       await bouncer.stop();
     }

@@ -13,7 +13,8 @@ import { cpuTimeMicros } from '../harness/processes';
 import { TidepoolProcess, startTidepool } from '../harness/tidepool';
 import { runBinary } from '../pg/support';
 import { runMysqlBench } from './mysql';
-import { failoverRow, idleClientsRow, tlsRow } from './pg-extra';
+import { NaivePipe, startNaivePipe } from './naive-pipe';
+import { FloorFigures, failoverRow, idleClientsRow, tlsRow } from './pg-extra';
 import { benchSelected } from './select';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -23,7 +24,7 @@ const USER = 'bench';
 const PASSWORD = 'bench-password';
 
 interface Endpoint {
-  name: 'direct' | 'PgBouncer' | 'Tidepool';
+  name: 'direct' | 'PgBouncer' | 'Tidepool' | 'naive';
   host: string;
   port: number;
   /** Process whose CPU time counts as pooler overhead. */
@@ -136,6 +137,7 @@ async function main(): Promise<void> {
   let server: PgServer | undefined;
   let bouncer: PgbouncerServer | undefined;
   let proxy: TidepoolProcess | undefined;
+  let naive: NaivePipe | undefined;
   try {
     // max_connections 210 (so 100 direct clients fit) and maxConnectionsPercent 10: 21 connections, one
     // of them Tidepool's writer probe — a pool of 20, like PgBouncer's pool_size.
@@ -154,11 +156,14 @@ async function main(): Promise<void> {
       config: { connectionPoolConfig: { maxConnectionsPercent: 10 } },
       env: { TIDEPOOL_LOG_LEVEL: 'info' },
     });
+    // Node's own floor for a proxy: a bare pipe, measured in the `-S -c100` run only.
+    if (benchSelected('simple')) naive = await startNaivePipe(server);
     const endpoints: Endpoint[] = [
       { name: 'direct', host: server.host, port: server.port },
       { name: 'PgBouncer', host: bouncer.host, port: bouncer.port, pid: bouncer.pid },
       { name: 'Tidepool', host: proxy.host, port: proxy.port, pid: proxy.pid },
     ];
+    const naiveEndpoint: Endpoint | undefined = naive ? { name: 'naive', host: naive.host, port: naive.port, pid: naive.pid } : undefined;
     // Warm up both poolers (Tidepool's JIT, both pools' connections) before anything is measured.
     for (const endpoint of endpoints.slice(1)) {
       process.stderr.write(`warming up ${endpoint.name}…\n`);
@@ -176,7 +181,8 @@ async function main(): Promise<void> {
     // systematically measured in the quieter or the busier part.
     const halfSeconds = Math.max(1, Math.ceil(SECONDS / 2));
     for (const [argsKey, scenario] of distinctRuns) {
-      for (const endpoint of [...endpoints, ...[...endpoints].reverse()]) {
+      const runEndpoints = scenario.id === 'simple' && naiveEndpoint ? [...endpoints, naiveEndpoint] : endpoints;
+      for (const endpoint of [...runEndpoints, ...[...runEndpoints].reverse()]) {
         const args = endpoint.name === 'direct' && scenario.directArgs ? scenario.directArgs : scenario.args;
         process.stderr.write(`pgbench ${args.join(' ')} → ${endpoint.name}…\n`);
         const key = `${argsKey}|${endpoint.name}`;
@@ -205,10 +211,21 @@ async function main(): Promise<void> {
     proxy = undefined;
     await bouncer.stop();
     bouncer = undefined;
+    naive?.stop();
+    naive = undefined;
+    const simpleKey = SCENARIOS.find((scenario) => scenario.id === 'simple')!.args.join(' ');
+    const figures = (name: Endpoint['name']) => {
+      const result = results.get(`${simpleKey}|${name}`);
+      return { tps: result?.tps ?? 0, cpu: result?.cpuMicrosPerTransaction ?? 0 };
+    };
+    const plainFloor: FloorFigures | undefined = benchSelected('simple') ? { bouncer: figures('PgBouncer'), tidepool: figures('Tidepool'), naive: figures('naive') } : undefined;
+    let tlsFloor: FloorFigures | undefined;
     const user = { name: USER, password: PASSWORD };
     if (benchSelected('tls')) {
       process.stderr.write('TLS runs…\n');
-      rows.push(await tlsRow(server, user, SECONDS));
+      const tls = await tlsRow(server, user, SECONDS);
+      rows.push(tls.row);
+      tlsFloor = tls.floor;
     }
     if (benchSelected('idle')) {
       process.stderr.write('idle clients…\n');
@@ -222,15 +239,38 @@ async function main(): Promise<void> {
     server = undefined;
     process.stderr.write('MySQL (sysbench)…\n');
     const mysqlRows = await runMysqlBench(SECONDS).catch((error: unknown) => [`| MySQL bench failed: ${error instanceof Error ? error.message : String(error)} | | | | |`]);
+    process.stdout.write(`${[...header, ...rows].join('\n')}\n\n${floorTable(plainFloor, tlsFloor)}`);
     process.stdout.write(
-      `${[...header, ...rows].join('\n')}\n\nMySQL (MariaDB ${mariadbVersion()}), sysbench with 100 threads, Tidepool over 20 server connections:\n\n` +
+      `\nMySQL (MariaDB ${mariadbVersion()}), sysbench with 100 threads, Tidepool over 20 server connections:\n\n` +
         `| run | direct | Tidepool | Tidepool / direct | Tidepool CPU µs per query |\n|---|---|---|---|---|\n${mysqlRows.join('\n')}\n`,
     );
   } finally {
+    naive?.stop();
     await proxy?.stop();
     await bouncer?.stop();
     await server?.stop();
   }
+}
+
+/** PgBouncer, Tidepool and a bare Node.js pipe side by side: how much of Tidepool's cost is Node's own. */
+function floorTable(plain: FloorFigures | undefined, tls: FloorFigures | undefined): string {
+  const lines = [
+    'Node.js floor: a bare Node.js pipe (no pooling, no parsing, one server connection per client; `integ/bench/naive-pipe.ts`), `-S -c100` in the same run:',
+    '',
+    '| `-S -c100` | PgBouncer | Tidepool | bare Node.js pipe | Tidepool − pipe | PgBouncer / pipe |',
+    '|---|---|---|---|---|---|',
+  ];
+  for (const [label, figures] of [
+    ['plaintext', plain],
+    ['TLS', tls],
+  ] as const) {
+    if (!figures) continue;
+    lines.push(`| ${label}: tps | ${Math.round(figures.bouncer.tps).toLocaleString('en-US')} | ${Math.round(figures.tidepool.tps).toLocaleString('en-US')} | ${Math.round(figures.naive.tps).toLocaleString('en-US')} | — | — |`);
+    lines.push(
+      `| ${label}: CPU µs per transaction | ${figures.bouncer.cpu.toFixed(1)} | ${figures.tidepool.cpu.toFixed(1)} | ${figures.naive.cpu.toFixed(1)} | ${(figures.tidepool.cpu - figures.naive.cpu).toFixed(1)} | ${(figures.bouncer.cpu / figures.naive.cpu).toFixed(2)}× |`,
+    );
+  }
+  return lines.length > 4 ? `${lines.join('\n')}\n` : '';
 }
 
 function mariadbVersion(): string {

@@ -9,9 +9,10 @@
  * (seed, connection) and replays alone: `FUZZ_SEED=<seed> FUZZ_ONLY=<n> npm run fuzz`.
  */
 import { ChildProcess, fork } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Socket, connect } from 'node:net';
-import { resolve as resolvePath } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve as resolvePath } from 'node:path';
 import { createScramClient } from '../../runtime/protocol/pg/auth';
 import { nativePasswordToken } from '../../runtime/protocol/mysql/auth';
 import { parseHandshakeV10 } from '../../runtime/protocol/mysql/packets';
@@ -79,7 +80,11 @@ export interface FuzzReport {
    */
   poolWatcher: { clients: number; queries: number; errors: number; errorSamples: string[]; during: LatencySummary; stalls: number };
   rssKb: { baseline: number; peak: number; after: number };
-  /** The proxy's V8 heap and Buffer memory (from /status) before and after: growth here is a leak, growth in RSS only is the allocator keeping pages. */
+  /**
+   * The proxy's memory after a full GC (RSS, V8 heap used, Buffers) with no client connected,
+   * before the run and after every client left: growth in heap or Buffers is a leak, growth in
+   * RSS only is the allocator keeping pages.
+   */
   heapMb: { baseline: MemoryMb | null; after: MemoryMb | null };
   /** Client connections the proxy still had open after the run (from /status). */
   clientsLeftOpen: number | null;
@@ -92,6 +97,7 @@ export interface FuzzReport {
 }
 
 export interface MemoryMb {
+  rss: number;
   heapUsed: number;
   arrayBuffers: number;
 }
@@ -118,8 +124,8 @@ const IDLE_TIMEOUT_S = 2;
 const MAX_PADDING = 70_000;
 /** The proxy's ErrorResponse message for a lost server connection (the SQLSTATE may be the server's own). */
 const SERVER_CONNECTION_LOST = Buffer.from('Mserver connection lost');
-/** The same for MySQL: ERR 1317 with SQLSTATE 70100. */
-const MYSQL_SERVER_CONNECTION_LOST = Buffer.from('#70100server connection lost');
+/** The same for MySQL: ERR 1317 (70100), or 1180 (08007) when a COMMIT was among the commands in flight. */
+const MYSQL_SERVER_CONNECTION_LOST = /#(?:70100|08007)server connection lost/;
 
 /*
  * ---------------------------------------------------------------------------------------
@@ -629,7 +635,7 @@ async function runMysqlConnection(context: RunContext, index: number): Promise<v
       const lastWrite = performance.now();
       const markerBytes = Buffer.from(marker);
       const waitMs = terminal ? IDLE_TIMEOUT_S * 1000 + boundMs : boundMs;
-      let outcome = terminal ? await connection.until(() => false, waitMs) : await connection.until(() => connection.received.includes(markerBytes) || connection.received.includes(MYSQL_SERVER_CONNECTION_LOST), waitMs);
+      let outcome = terminal ? await connection.until(() => false, waitMs) : await connection.until(() => connection.received.includes(markerBytes) || MYSQL_SERVER_CONNECTION_LOST.test(connection.received.toString('latin1')), waitMs);
       if (outcome === 'done' && !connection.received.includes(markerBytes)) {
         // The server closed its connection on bad input (e.g. "Got packets out of order") with the probe in
         // flight; the proxy fails what was in flight with 1317 and goes on with a new server connection: probe again.
@@ -638,7 +644,7 @@ async function runMysqlConnection(context: RunContext, index: number): Promise<v
         connection.clear();
         connection.write(mysqlPacket(Buffer.from(`\x03SELECT '${again.toString()}'`, 'latin1'), 0));
         outcome = await connection.until(() => connection.received.includes(again), boundMs);
-        tally.outcome('post-login re-probed after 1317');
+        tally.outcome('post-login re-probed after 1317 / 1180');
       }
       if (outcome === 'timeout') return hang(context, index, kind, terminal ? `no close after a packet left unfinished (${model.ended ?? `${model.owed} bytes owed`})` : `no answer to the probe after chunk ${chunkNumber}`, last);
       const waited = (outcome === 'closed' ? connection.closedAt : performance.now()) - lastWrite;
@@ -708,8 +714,13 @@ async function startStack(engine: Engine): Promise<Stack> {
   }
 }
 
+/** Where the proxy writes the heap snapshots that force its full garbage collections (see `liveMemory`). */
+let snapshotDirectory: string | undefined;
+const snapshotDir = (): string => (snapshotDirectory ??= mkdtempSync(join(tmpdir(), 'tidepool-fuzz-heap-')));
+
 function startFuzzProxy(engineFamily: 'POSTGRESQL' | 'MYSQL', server: { host: string; port: number }, users: Parameters<typeof startTidepool>[0]['users']): Promise<TidepoolProcess> {
   return startTidepool({
+    nodeFlags: ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${snapshotDir()}`],
     engineFamily,
     targets: [{ host: server.host, port: server.port }],
     users,
@@ -819,12 +830,26 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 let lastClients: unknown = null;
 let lastPools: unknown = null;
 
+/**
+ * The proxy's memory after a full garbage collection: a heap snapshot (Node's
+ * --heapsnapshot-signal) collects everything unreachable first, and /status is answered only
+ * once the snapshot is written. What is left is live: growth there is a leak.
+ */
+async function liveMemory(proxy: TidepoolProcess): Promise<MemoryMb | null> {
+  process.kill(proxy.pid, 'SIGUSR2');
+  await sleep(200);
+  // The admin server may have timed out undici's kept-alive socket during the stall: one retry.
+  const memory = (await proxyMemory(proxy)) ?? (await proxyMemory(proxy));
+  for (const file of readdirSync(snapshotDir())) rmSync(join(snapshotDir(), file), { force: true });
+  return memory;
+}
+
 async function proxyMemory(proxy: TidepoolProcess): Promise<MemoryMb | null> {
   try {
-    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { Memory?: { HeapUsedBytes: number; ArrayBuffersBytes: number } };
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { Memory?: { RssBytes: number; HeapUsedBytes: number; ArrayBuffersBytes: number } };
     if (!status.Memory) return null;
     const mb = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;
-    return { heapUsed: mb(status.Memory.HeapUsedBytes), arrayBuffers: mb(status.Memory.ArrayBuffersBytes) };
+    return { rss: mb(status.Memory.RssBytes), heapUsed: mb(status.Memory.HeapUsedBytes), arrayBuffers: mb(status.Memory.ArrayBuffersBytes) };
   } catch {
     return null;
   }
@@ -868,11 +893,12 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   let stoppedEarly = false;
   let stopping = false;
   try {
+    // With no client yet: a snapshot stalls the proxy for a while, and its idle timeout would close clients.
+    const baseline = rssKb(proxy.pid);
+    const heapBaseline = await liveMemory(proxy);
     bystanders = await Bystanders.start(options.engine, proxy, options.bystanders ?? 4, options.poolWatchers ?? 1);
     await sleep(2000);
-    const baseline = rssKb(proxy.pid);
-    const heapBaseline = await proxyMemory(proxy);
-    peak = baseline;
+    peak = rssKb(proxy.pid);
     bystanders.phase('during');
     let proxyDied = false;
     void proxy.exited.then((code) => {
@@ -928,7 +954,6 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     clearInterval(sampler);
     clearInterval(logDrain);
     drainLogs(proxy, errorLogs);
-    const heapAfter = await proxyMemory(proxy);
     const bystanderResult = await bystanders.stop();
     bystanders = undefined;
     // Every fuzz and bystander connection is closed on our side by now; the proxy must let go of them
@@ -943,6 +968,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       await sleep(250);
       clientsLeftOpen = await openClientCount(proxy);
     }
+    const heapAfter = await liveMemory(proxy);
     const sortedAnswers = [...tally.answerMs].sort((a, b) => a - b);
     const sortedProbes = [...tally.probeMs].sort((a, b) => a - b);
     const bugLines = proxy
@@ -1027,7 +1053,12 @@ export function formatReport(report: FuzzReport): string {
     ['pool watcher queries / errors / over the bound', `${report.poolWatcher.queries} / ${report.poolWatcher.errors} / ${report.poolWatcher.stalls}`],
     ['pool watcher p50 / p99 / max during', `${report.poolWatcher.during.p50} / ${report.poolWatcher.during.p99} / ${report.poolWatcher.during.max} ms`],
     ['proxy RSS baseline / peak / after', `${Math.round(report.rssKb.baseline / 1024)} / ${Math.round(report.rssKb.peak / 1024)} / ${Math.round(report.rssKb.after / 1024)} MB`],
-    ['proxy heap used / ArrayBuffers baseline → after', report.heapMb.baseline && report.heapMb.after ? `${report.heapMb.baseline.heapUsed} / ${report.heapMb.baseline.arrayBuffers} → ${report.heapMb.after.heapUsed} / ${report.heapMb.after.arrayBuffers} MB` : 'n/a'],
+    [
+      'after a full GC: RSS / heap used / Buffers, baseline → after',
+      report.heapMb.baseline && report.heapMb.after
+        ? `${report.heapMb.baseline.rss} / ${report.heapMb.baseline.heapUsed} / ${report.heapMb.baseline.arrayBuffers} → ${report.heapMb.after.rss} / ${report.heapMb.after.heapUsed} / ${report.heapMb.after.arrayBuffers} MB`
+        : 'n/a',
+    ],
     ['client connections left open', String(report.clientsLeftOpen ?? 'n/a')],
     ['server connections after (borrowed/pinned/other/waiting/idle)', report.poolsAfter.map((pool) => `${pool.User}: ${pool.Borrowed}/${pool.Pinned}/${pool.Other}/${pool.Waiting}/${pool.Idle}`).join(', ') || 'n/a'],
     ['duration', `${(report.durationMs / 1000).toFixed(1)} s${report.stoppedEarly ? ' (stopped at the time limit)' : ''}`],

@@ -50,6 +50,27 @@ afterAll(async () => {
   await server?.stop();
 });
 
+/** A raw socket logged in as the app user with mysql_native_password; `loggedIn` is how many bytes it had received by then. */
+async function rawLoggedIn(): Promise<{ raw: Awaited<ReturnType<typeof rawConnection>>; loggedIn: number }> {
+  const raw = await rawConnection(proxy);
+  const handshake = parseHandshakeV10(new MysqlPacketFramer().pushPackets(raw.received())[0]!.payload);
+  const capabilityFlags =
+    CapabilityFlag.CLIENT_PROTOCOL_41 | CapabilityFlag.CLIENT_SECURE_CONNECTION | CapabilityFlag.CLIENT_PLUGIN_AUTH | CapabilityFlag.CLIENT_CONNECT_WITH_DB | CapabilityFlag.CLIENT_LONG_PASSWORD;
+  const login = encodeHandshakeResponse41({
+    capabilityFlags,
+    characterSet: 45,
+    username: APP_USER,
+    authResponse: nativePasswordToken(APP_PASSWORD, handshake.scramble),
+    database: APP_DB,
+    authPluginName: AuthPlugin.MYSQL_NATIVE_PASSWORD,
+  });
+  const before = raw.received().length;
+  raw.socket.write(encodePacket(login, 1));
+  for (let waited = 0; raw.received().length === before && waited < 5000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+  expect(raw.received()[before + 4]).toBe(0x00);
+  return { raw, loggedIn: raw.received().length };
+}
+
 describe('authentication', () => {
   test('mysql_native_password with mysql2; the server version is the target’s', async () => {
     const connection = await connectThroughProxy(proxy);
@@ -313,24 +334,27 @@ describe('bad input', () => {
     expect(await queryValue(connection, 'SELECT 3')).toBe(3);
     await connection.end();
   });
+  test('a command packet out of sequence gets 1156 after the commands before it are answered; the server connection stays clean', async () => {
+    const { raw, loggedIn } = await rawLoggedIn();
+    // SELECT 41 as a proper command, then SELECT 42 with sequence id 3 where a command must start at 0.
+    raw.socket.write(Buffer.concat([encodePacket(Buffer.from('\x03SELECT 41', 'latin1'), 0), encodePacket(Buffer.from('\x03SELECT 42', 'latin1'), 3)]));
+    await raw.closed;
+    const answers = new MysqlPacketFramer().pushPackets(raw.received().subarray(loggedIn));
+    expect(answers.some((packet) => packet.payload.equals(Buffer.from('\x0241')))).toBe(true);
+    const error = answers[answers.length - 1]!.payload;
+    expect([error[0], error.readUInt16LE(1), error.subarray(4, 9).toString()]).toEqual([0xff, 1156, '08S01']);
+    // Both server connections of the pool still serve others (neither got the stray packet).
+    const clients = await Promise.all([connectThroughProxy(proxy), connectThroughProxy(proxy)]);
+    await Promise.all(clients.map((client) => client.query('BEGIN')));
+    expect(await Promise.all(clients.map((client) => queryValue(client, 'SELECT 7')))).toEqual([7, 7]);
+    await Promise.all(clients.map(async (client) => {
+      await client.query('COMMIT');
+      await client.end();
+    }));
+  });
+
   test('commands pipelined behind COM_CHANGE_USER are read as its auth reply, as the server reads them: an answer, not a wait', async () => {
-    const raw = await rawConnection(proxy);
-    const handshake = parseHandshakeV10(new MysqlPacketFramer().pushPackets(raw.received())[0]!.payload);
-    const capabilityFlags =
-      CapabilityFlag.CLIENT_PROTOCOL_41 | CapabilityFlag.CLIENT_SECURE_CONNECTION | CapabilityFlag.CLIENT_PLUGIN_AUTH | CapabilityFlag.CLIENT_CONNECT_WITH_DB | CapabilityFlag.CLIENT_LONG_PASSWORD;
-    const login = encodeHandshakeResponse41({
-      capabilityFlags,
-      characterSet: 45,
-      username: APP_USER,
-      authResponse: nativePasswordToken(APP_PASSWORD, handshake.scramble),
-      database: APP_DB,
-      authPluginName: AuthPlugin.MYSQL_NATIVE_PASSWORD,
-    });
-    const before = raw.received().length;
-    raw.socket.write(encodePacket(login, 1));
-    for (let waited = 0; raw.received().length === before && waited < 5000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(raw.received()[before + 4]).toBe(0x00);
-    const loggedIn = raw.received().length;
+    const { raw, loggedIn } = await rawLoggedIn();
     // COM_CHANGE_USER (the proxy answers with an auth switch and a fresh scramble), and a query right behind it.
     const changeUser = Buffer.concat([Buffer.from([0x11]), Buffer.from(`${APP_USER}\0`), Buffer.from([20]), Buffer.alloc(20, 1), Buffer.from(`${APP_DB}\0`), Buffer.from([45, 0]), Buffer.from(`${AuthPlugin.MYSQL_NATIVE_PASSWORD}\0`)]);
     const startedAt = performance.now();

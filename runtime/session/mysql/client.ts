@@ -162,6 +162,8 @@ interface PendingPacket {
   isContinuation: boolean;
   /** Copied out of the received chunk (it outlives the onData call). */
   owned: boolean;
+  /** Not a command but the client's protocol error, answered (and the client closed) once the commands before it are. */
+  violation?: ProxyError;
 }
 
 interface AuthExchange {
@@ -219,6 +221,10 @@ export class MysqlClientSession implements MysqlBackendPeer {
   private owedError: ProxyError | null = null;
   /** COMMITs sent whose answers have not arrived. */
   private commitsInFlight = 0;
+  /** Sequence id of the last command packet received (continuations must follow it). */
+  private commandSequenceId = 0;
+  /** Set by an out-of-order packet: what follows it is not read. */
+  private inputRejected = false;
   /** performance.now() when the oldest unanswered statement arrived from the client, and when it went to the database (0: none). */
   private requestArrivedAt = 0;
   private requestSentAt = 0;
@@ -328,6 +334,19 @@ export class MysqlClientSession implements MysqlBackendPeer {
   private readonly onPacket = (source: Buffer, payloadStart: number, payloadLength: number, sequenceId: number, isContinuation: boolean): void => {
     if (this.phase === Phase.Closed || this.tlsStartsAt !== null) return;
     const wire = source.subarray(payloadStart - 4, payloadStart + payloadLength);
+    if ((this.phase === Phase.Ready && this.auth === null) || this.phase === Phase.Finishing) {
+      // A command starts at sequence id 0 and its continuations count up, as the server insists.
+      // Checked here, so that a client's out-of-order packet ends that client only and never
+      // reaches (and gets closed by) a server connection another client borrows next.
+      if (this.inputRejected) return;
+      if (sequenceId !== (isContinuation ? (this.commandSequenceId + 1) & 0xff : 0)) {
+        const violation = new MysqlCodedError('PROTOCOL_VIOLATION', MysqlError.ER_NET_PACKETS_OUT_OF_ORDER, MysqlError.ER_NET_PACKETS_OUT_OF_ORDER.message);
+        this.pending.push({ wire, sequenceId: 0, isContinuation: false, owned: false, violation });
+        this.inputRejected = true;
+        return;
+      }
+      this.commandSequenceId = sequenceId;
+    }
     if (this.phase === Phase.Ready && this.auth === null) {
       this.commandBytes = isContinuation ? this.commandBytes + payloadLength : payloadLength;
       if (this.commandBytes > this.context.maxMessageBytes) {
@@ -592,7 +611,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
     try {
       while (this.pending.length > 0 && this.phase === Phase.Ready && !this.waiting) {
         const packet = this.pending[0]!;
-        if (this.auth !== null) {
+        if (this.auth !== null && packet.violation === undefined) {
           // COM_CHANGE_USER's exchange is under way: packets the client sent behind it are its
           // replies, as the server itself would read them (they arrived before auth began).
           this.pending.shift();
@@ -624,6 +643,11 @@ export class MysqlClientSession implements MysqlBackendPeer {
   private runCommand(packet: PendingPacket): boolean {
     const payload = packet.wire.subarray(4);
     this.responseSequence = (packet.sequenceId + 1) & 0xff;
+    if (packet.violation !== undefined) {
+      if (this.backend !== null && this.backend.inFlight > 0) return false;
+      this.fail(packet.violation, true);
+      return true;
+    }
     if (payload.length === 0) throw new MysqlProtocolError('malformed', 'empty command packet');
     const command = payload[0]!;
     const backendBusy = this.backend !== null && this.backend.inFlight > 0;
