@@ -10,13 +10,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Socket, connect as tcpConnect } from 'node:net';
+import { AddressInfo, Socket, createServer, connect as tcpConnect } from 'node:net';
 import { ConnectionOptions, TLSSocket, connect as tlsConnect } from 'node:tls';
 import { Client } from 'pg';
 import { PgServer, startPostgres } from '../harness/postgres';
 import { createSelfSignedCert, type TlsFiles } from '../harness/processes';
 import { TidepoolProcess, startTidepool } from '../harness/tidepool';
-import { APP_PASSWORD, APP_USER, connectedClient, proxyClient, runBinary } from './support';
+import { CANCEL_REQUEST_CODE, SSL_REQUEST_CODE } from '../../runtime/protocol/pg/messages';
+import { APP_PASSWORD, APP_USER, connectedClient, proxyClient, runBinary, sendCancelRequest } from './support';
 
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 const NO_VERIFY = { rejectUnauthorized: false };
@@ -180,6 +181,47 @@ describe('targetTls REQUIRED', () => {
     const error = await connectionError(proxy.requiredPlain, true);
     expect(error.code).toBe('08001');
     expect(error.message).toContain('the server does not offer it');
+  });
+});
+
+describe('cancel requests to a TLS server', () => {
+  test('go over TLS like the session they cancel (the key never crosses the network in plaintext), and cancel', async () => {
+    // A relay in front of the real server notes how each connection opens: SSLRequest or a plaintext CancelRequest.
+    const openings: number[] = [];
+    const relay = createServer((inbound) => {
+      const outbound = tcpConnect({ host: tlsServer.host, port: tlsServer.port });
+      inbound.once('data', (first: Buffer) => {
+        if (first.length >= 8) openings.push(first.readInt32BE(4));
+        outbound.write(first);
+        inbound.pipe(outbound);
+        outbound.pipe(inbound);
+      });
+      inbound.on('error', () => outbound.destroy());
+      outbound.on('error', () => inbound.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const relayed = await proxyFor({ host: '127.0.0.1', port: (relay.address() as AddressInfo).port } as PgServer, {
+      targetTls: { mode: 'REQUIRED', caFile: tlsServer.tls!.certFile, verifyHostname: true },
+    });
+    try {
+      const client = await connectedClient(relayed, { ssl: false });
+      const keys = client as unknown as { processID: number; secretKey: number };
+      const running = client.query('SELECT pg_sleep(30)').then(
+        () => null,
+        (error: Error & { code?: string }) => error,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const before = openings.length;
+      await sendCancelRequest(relayed.host, relayed.port, keys.processID, keys.secretKey);
+      expect((await running)?.code).toBe('57014');
+      expect((await client.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+      await client.end();
+      // The proxy opened exactly one more server connection for the cancel, and it began with SSLRequest.
+      expect(openings.slice(before)).toEqual([SSL_REQUEST_CODE]);
+      expect(openings).not.toContain(CANCEL_REQUEST_CODE);
+    } finally {
+      relay.close();
+    }
   });
 });
 

@@ -9,9 +9,10 @@ import type { Logger } from 'pino';
 import type { TidepoolConfig } from '../config/schema';
 import { ProxyError } from '../errors';
 import { ConnectionPool } from '../pool/pool';
-import { cancelRequest, errorResponse } from '../protocol/pg/messages';
+import { SSL_REQUEST, cancelRequest, errorResponse } from '../protocol/pg/messages';
 import { pgErrorFields } from '../protocol/pg/errors';
 import { PgBackend } from '../session/pg/backend';
+import { upgradeToTls } from '../session/server-tls';
 import {
   CancelRegistry,
   PgClientSession,
@@ -106,6 +107,10 @@ class PgWriterProber implements TargetProber {
  * A StartupMessage or SSLRequest cannot start with it (that length would be over 350 MB).
  */
 const TLS_HANDSHAKE_RECORD = 0x16;
+/** The server's answer to SSLRequest that accepts TLS. */
+const CHAR_S = 0x53;
+/** A cancel connection the server does not finish by then is dropped (the cancel is best effort, as in libpq). */
+const CANCEL_TIMEOUT_MS = 10_000;
 /** The ALPN name PostgreSQL 17 servers offer and require of direct-TLS clients. */
 const PG_ALPN = 'postgresql';
 
@@ -281,8 +286,31 @@ export class PgEngine implements Engine {
   }
 
   private sendCancel(backend: PgBackend): void {
-    const socket = connect({ host: backend.target.host, port: backend.target.port });
+    const message = cancelRequest(backend.processId, backend.secretKey);
+    const socket = connect({ host: backend.target.host, port: backend.target.port, noDelay: true });
     socket.on('error', () => socket.destroy());
-    socket.end(cancelRequest(backend.processId, backend.secretKey));
+    socket.setTimeout(CANCEL_TIMEOUT_MS, () => socket.destroy());
+    const tls = backend.tls;
+    if (tls === null) {
+      socket.end(message);
+      return;
+    }
+    // The cancel key lets anyone who sees it cancel that session's statements: it travels the way
+    // the session's server connection does. PostgreSQL takes SSLRequest before a CancelRequest too.
+    socket.write(SSL_REQUEST);
+    socket.once('data', (answer: Buffer) => {
+      if (answer[0] !== CHAR_S) {
+        if (tls.required) socket.destroy();
+        else socket.end(message);
+        return;
+      }
+      upgradeToTls(socket, tls).then(
+        (secure) => {
+          secure.on('error', () => secure.destroy());
+          secure.end(message);
+        },
+        () => socket.destroy(),
+      );
+    });
   }
 }

@@ -28,6 +28,9 @@ function int32(value: number): Buffer {
   return b;
 }
 
+/** SSLRequest, as the proxy sends it to servers (before a startup or a cancel request). */
+export const SSL_REQUEST = Buffer.concat([int32(8), int32(SSL_REQUEST_CODE)]);
+
 // ---- backend messages the proxy sends to clients ----
 
 export const AUTHENTICATION_OK = typed('R', int32(0));

@@ -15,6 +15,7 @@ import { createScramClient, md5PasswordResponse } from '../../protocol/pg/auth';
 import { BackendScanHandler, BackendScanner, Disposition } from '../../protocol/pg/framing';
 import {
   DecodedErrorFields,
+  SSL_REQUEST,
   TERMINATE,
   TransactionStatus,
   decodeDataRow,
@@ -31,7 +32,6 @@ import { SocketWriter } from '../socket-writer';
 import { ServerTlsRequest, serverOffersNoTlsError, upgradeToTls } from '../server-tls';
 
 /** SSLRequest: length 8, code 1234.5679. */
-const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
 const enum Token {
   SyncForward = 0,
@@ -138,7 +138,7 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     readonly target: { host: string; port: number },
     private readonly login: BackendLogin,
     /** TLS to the server (targetTls); null for plaintext. */
-    private readonly tls: ServerTlsRequest | null = null,
+    readonly tls: ServerTlsRequest | null = null,
   ) {
     // DataRow bodies are collected only while the proxy's own queries run (see runSwallowedQuery).
     this.scanner = new BackendScanner('ZSE13RK', this);
