@@ -407,6 +407,33 @@ describe('pool configuration and failures', () => {
     expect(await queryValue(connection, 'SELECT 5')).toBe(5);
     await connection.end();
   });
+
+  test('pipelined commands lost with their server connection: only the COMMIT is "outcome unknown" (1180), the others 1317', async () => {
+    const { raw, loggedIn } = await rawLoggedIn();
+    const command = (sql: string) => encodePacket(Buffer.from(`\x03${sql}`, 'latin1'), 0);
+    raw.socket.write(Buffer.concat([command('BEGIN'), command('SELECT CONNECTION_ID()')]));
+    let answers = new MysqlPacketFramer().pushPackets(Buffer.alloc(0));
+    for (let waited = 0; answers.length < 5 && waited < 5000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      answers = new MysqlPacketFramer().pushPackets(raw.received().subarray(loggedIn));
+    }
+    // OK for BEGIN, then column count, column, EOF, row: the row holds the server connection's id.
+    const row = answers[4]!.payload;
+    const cid = Number(row.subarray(1, 1 + row[0]!).toString());
+    const before = raw.received().length;
+    raw.socket.write(Buffer.concat([command('SELECT SLEEP(5)'), command('COMMIT'), command('SELECT 2')]));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await server.mysql(`KILL ${cid}`);
+    for (let waited = 0; new MysqlPacketFramer().pushPackets(raw.received().subarray(before)).length < 3 && waited < 5000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const errors = new MysqlPacketFramer()
+      .pushPackets(raw.received().subarray(before))
+      .filter((packet) => packet.payload[0] === 0xff)
+      .map((packet) => `${packet.payload.readUInt16LE(1)} ${packet.payload.subarray(4, 9).toString()}`);
+    expect(errors).toEqual(['1317 70100', '1180 08007', '1317 70100']);
+    raw.socket.destroy();
+  });
 });
 
 describe('client connection limits', () => {

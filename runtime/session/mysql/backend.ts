@@ -97,7 +97,8 @@ export interface MysqlBackendPeer {
    * `nextSequenceId`: when part of the first one's response already reached the client (lost
    * mid-result), the sequence id the client expects next, so the error that ends it is in order.
    */
-  onBackendLost(reason: string, forwardedInFlight: number, nextSequenceId?: number): void;
+  /** `lostInFlight`: the client's commands sent and not (fully) answered, oldest first. */
+  onBackendLost(reason: string, lostInFlight: readonly Exchange[], nextSequenceId?: number): void;
   onServerDrain(): void;
 }
 
@@ -116,6 +117,8 @@ export interface Exchange {
   observe?(role: PacketRole, payload: Buffer): void;
   /** The response is complete. */
   done?(tracker: MysqlResponseTracker, exchange: Exchange): void;
+  /** A COMMIT: lost in flight, its outcome is unknown (1180 / 08007), not simply failed. */
+  outcomeUnknownIfLost?: boolean;
 }
 
 export interface BackendLogin {
@@ -381,12 +384,12 @@ export class MysqlBackend implements ServerConnection {
       this.socket.destroy();
     }
     const pending = this.exchanges.splice(0);
-    const forwardedInFlight = pending.filter((exchange) => exchange.forward).length;
+    const lostInFlight = pending.filter((exchange) => exchange.forward);
     // The client learns first, so that callbacks of the proxy's own commands below find it detached.
     const peer = this.peer;
     this.peer = null;
     const nextSequenceId = this.forwardedSequenceId >= 0 ? (this.forwardedSequenceId + 1) & 0xff : undefined;
-    peer?.onBackendLost(reason, forwardedInFlight, nextSequenceId);
+    peer?.onBackendLost(reason, lostInFlight, nextSequenceId);
     for (const exchange of pending) {
       if (!exchange.forward && exchange.done) {
         this.tracker = new MysqlResponseTracker(BACKEND_CAPABILITIES);

@@ -220,7 +220,6 @@ export class MysqlClientSession implements MysqlBackendPeer {
   /** An error owed to the client's next command (its server connection died between commands). */
   private owedError: ProxyError | null = null;
   /** COMMITs sent whose answers have not arrived. */
-  private commitsInFlight = 0;
   /** Sequence id of the last command packet received (continuations must follow it). */
   private commandSequenceId = 0;
   /** Set by an out-of-order packet: what follows it is not read. */
@@ -742,14 +741,7 @@ export class MysqlClientSession implements MysqlBackendPeer {
     const changesTracking = classification.trackedSets?.some((set) => set.name === 'session_track_schema') ?? false;
     const unlocks = classification.unlockTables === true;
     const exchange = this.simpleExchange(Command.COM_QUERY);
-    if (COMMIT_STATEMENT.test(sql)) {
-      this.commitsInFlight++;
-      const inner = exchange.done!;
-      exchange.done = (tracker, ex) => {
-        if (this.commitsInFlight > 0) this.commitsInFlight--;
-        inner(tracker, ex);
-      };
-    }
+    if (COMMIT_STATEMENT.test(sql)) exchange.outcomeUnknownIfLost = true;
     if (changesTracking || unlocks) {
       const inner = exchange.done!;
       exchange.done = (tracker, ex) => {
@@ -1275,11 +1267,9 @@ export class MysqlClientSession implements MysqlBackendPeer {
     if (!this.pumping) this.pump();
   }
 
-  onBackendLost(reason: string, forwardedInFlight: number, nextSequenceId?: number): void {
+  onBackendLost(reason: string, lostInFlight: readonly Exchange[], nextSequenceId?: number): void {
     const wasPinned = this.pinReason !== null;
     const inTransaction = this.inTransaction;
-    const commitLost = this.commitsInFlight > 0;
-    this.commitsInFlight = 0;
     this.requestSentAt = 0;
     this.requestArrivedAt = 0;
     this.backend = null;
@@ -1303,19 +1293,17 @@ export class MysqlClientSession implements MysqlBackendPeer {
         ? `server connection lost (${reason}); the transaction was rolled back`
         : `server connection lost (${reason})`;
     const error = new ProxyError('SERVER_CONNECTION_LOST', message);
-    if (forwardedInFlight > 0) {
+    if (lostInFlight.length > 0) {
       // Each command in flight gets an error as its answer (never an OK: the proxy cannot know
-      // what the server did). A COMMIT among them may or may not have committed: say so.
-      const answer = commitLost
-        ? new MysqlCodedError('SERVER_CONNECTION_LOST', COMMIT_OUTCOME_UNKNOWN, `server connection lost during COMMIT (${reason}); the transaction outcome is unknown`)
-        : error;
+      // what the server did). A COMMIT may or may not have committed: it says so.
+      const commitLost = new MysqlCodedError('SERVER_CONNECTION_LOST', COMMIT_OUTCOME_UNKNOWN, `server connection lost during COMMIT (${reason}); the transaction outcome is unknown`);
       // Lost mid-result: the error continues the response the client is reading.
       if (nextSequenceId !== undefined) this.responseSequence = nextSequenceId;
-      for (let i = 0; i < forwardedInFlight; i++) {
+      lostInFlight.forEach((exchange, index) => {
         // Every later answer belongs to a command of its own, whose response starts at sequence id 1.
-        if (i > 0) this.responseSequence = 1;
-        this.sendError(answer);
-      }
+        if (index > 0) this.responseSequence = 1;
+        this.sendError(exchange.outcomeUnknownIfLost === true ? commitLost : error);
+      });
     } else if (wasPinned || inTransaction) {
       // Nothing was running, but the client's transaction or session state is gone: its next command learns it.
       this.owedError = error;
