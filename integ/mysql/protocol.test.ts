@@ -51,8 +51,8 @@ afterAll(async () => {
 });
 
 /** A raw socket logged in as the app user with mysql_native_password; `loggedIn` is how many bytes it had received by then. */
-async function rawLoggedIn(): Promise<{ raw: Awaited<ReturnType<typeof rawConnection>>; loggedIn: number }> {
-  const raw = await rawConnection(proxy);
+async function rawLoggedIn(through: TidepoolProcess = proxy): Promise<{ raw: Awaited<ReturnType<typeof rawConnection>>; loggedIn: number }> {
+  const raw = await rawConnection(through);
   const handshake = parseHandshakeV10(new MysqlPacketFramer().pushPackets(raw.received())[0]!.payload);
   const capabilityFlags =
     CapabilityFlag.CLIENT_PROTOCOL_41 | CapabilityFlag.CLIENT_SECURE_CONNECTION | CapabilityFlag.CLIENT_PLUGIN_AUTH | CapabilityFlag.CLIENT_CONNECT_WITH_DB | CapabilityFlag.CLIENT_LONG_PASSWORD;
@@ -351,6 +351,46 @@ describe('bad input', () => {
       await client.query('COMMIT');
       await client.end();
     }));
+  });
+
+  test('a command cut off by a client (continuation out of sequence, or the client gone) never wedges its server connection', async () => {
+    const big = await startTidepool({
+      engineFamily: 'MYSQL',
+      targets: [{ host: server.host, port: server.port }],
+      users: [{ name: APP_USER, password: APP_PASSWORD, clientPasswordAuthType: 'MYSQL_NATIVE_PASSWORD' }],
+      // A pool of 2 again (see beforeAll), and room for a 16 MiB packet.
+      config: { connectionPoolConfig: { maxConnectionsPercent: 15, connectionBorrowTimeout: 2 }, limits: { maxMessageBytes: 32 * 1024 * 1024 } },
+    });
+    try {
+      // A maximum-length packet promises a continuation; the server holds the start of the command.
+      const maxLength = 0xffffff;
+      const head = Buffer.alloc(4 + maxLength, 0x20);
+      head.writeUIntLE(maxLength, 0, 3);
+      head[3] = 0;
+      head.write('\x03SELECT 1 --', 4, 'latin1');
+      // 1. The continuation comes with sequence id 0 instead of 1: 1156 at once, not after the idle timeout.
+      const { raw, loggedIn } = await rawLoggedIn(big);
+      const startedAt = performance.now();
+      raw.socket.write(Buffer.concat([head, encodePacket(Buffer.from(' '), 0)]));
+      await raw.closed;
+      expect(performance.now() - startedAt).toBeLessThan(5000);
+      const answers = new MysqlPacketFramer().pushPackets(raw.received().subarray(loggedIn));
+      expect(answers.map((packet) => packet.payload.readUInt16LE(1))).toEqual([1156]);
+      // 2. Twice, a client sends the start of such a command and leaves.
+      for (let i = 0; i < 2; i++) {
+        const { raw: leaving } = await rawLoggedIn(big);
+        await new Promise<void>((resolve) => leaving.socket.write(head, () => resolve()));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        leaving.socket.destroy();
+      }
+      // Both pooled connections serve two clients at once within the 2 s borrow timeout: none was left waiting for the rest of a command.
+      const clients = await Promise.all([connectThroughProxy(big), connectThroughProxy(big)]);
+      await Promise.all(clients.map((client) => client.query('BEGIN')));
+      expect(await Promise.all(clients.map((client) => queryValue(client, 'SELECT 8')))).toEqual([8, 8]);
+      await Promise.all(clients.map((client) => client.end()));
+    } finally {
+      await big.stop();
+    }
   });
 
   test('commands pipelined behind COM_CHANGE_USER are read as its auth reply, as the server reads them: an answer, not a wait', async () => {

@@ -643,7 +643,9 @@ export class MysqlClientSession implements MysqlBackendPeer {
     const payload = packet.wire.subarray(4);
     this.responseSequence = (packet.sequenceId + 1) & 0xff;
     if (packet.violation !== undefined) {
-      if (this.backend !== null && this.backend.inFlight > 0) return false;
+      // Answers to earlier commands come first, unless the violation is the missing rest of a
+      // command the server already has the start of: that command can never be answered.
+      if (!this.midCommand && this.backend !== null && this.backend.inFlight > 0) return false;
       this.fail(packet.violation, true);
       return true;
     }
@@ -1377,7 +1379,8 @@ export class MysqlClientSession implements MysqlBackendPeer {
     const backend = this.backend;
     if (backend) {
       const clean = wasReady && this.canReleaseClean() && !this.waiting;
-      this.releaseBackend(clean ? ReleaseMode.Clean : ReleaseMode.NeedsReset);
+      // A server connection holding the start of a command waits for its rest: a reset would be read as that rest.
+      this.releaseBackend(clean ? ReleaseMode.Clean : this.midCommand ? ReleaseMode.Discard : ReleaseMode.NeedsReset);
     }
     this.pending.length = 0;
   }
