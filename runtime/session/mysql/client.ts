@@ -219,7 +219,6 @@ export class MysqlClientSession implements MysqlBackendPeer {
   private loginCollation = DEFAULT_COLLATION;
   /** An error owed to the client's next command (its server connection died between commands). */
   private owedError: ProxyError | null = null;
-  /** COMMITs sent whose answers have not arrived. */
   /** Sequence id of the last command packet received (continuations must follow it). */
   private commandSequenceId = 0;
   /** Set by an out-of-order packet: what follows it is not read. */
