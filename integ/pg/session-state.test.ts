@@ -210,7 +210,8 @@ describe('initQuery', () => {
 
   test('runs again when a pinned client left its connection to be reset', async () => {
     const pinned = await bed.connect(init);
-    await pinned.pg.query('SET statement_timeout = 1');
+    // Long enough that no query here runs into it on a busy machine (1 ms once cancelled the pid lookup).
+    await pinned.pg.query('SET statement_timeout = 98765');
     const pinnedPid = await pinned.pid();
     await bed.disconnect(pinned);
     const inspectors = [await bed.hold(init), await bed.hold(init)];
