@@ -5,7 +5,7 @@
  * A tool for working on performance, not part of `npm run bench`.
  *
  * Environment: BENCH_SECONDS (default 10), PROFILE_TOP (default 25), PROFILE_TLS=1 (clients on TLS),
- * PROFILE_NAIVE=1 (also measure `naive-pipe.ts`: Node's own floor, no pooling or parsing).
+ * PROFILE_OFF=1 (no profiler: the figures alone), PROFILE_NAIVE=1 (also measure `naive-pipe.ts`: Node's own floor, no pooling or parsing).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -27,6 +27,8 @@ const STRACE = process.env.PROFILE_STRACE === '1';
 const PERF = process.env.PROFILE_PERF === '1';
 /** PROFILE_NAIVE=1: also measure a bare Node.js pipe (one server connection per client, no parsing). */
 const NAIVE = process.env.PROFILE_NAIVE === '1';
+/** PROFILE_OFF=1: no profiler attached (the sampler's own interrupts cost Tidepool CPU): figures only. */
+const OFF = process.env.PROFILE_OFF === '1';
 const USER = { name: 'bench', password: 'bench-password' };
 
 interface ProfileNode {
@@ -67,6 +69,42 @@ function systemTicks(pid: number): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[12]);
 }
 
+/** Busy and total jiffies of the whole machine (all CPUs), from /proc/stat. */
+function machineJiffies(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((sum, value) => sum + value, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/** Read and write system calls a process made so far (/proc/<pid>/io). */
+function syscallCounts(pid: number): { reads: number; writes: number } {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  return { reads: Number(/syscr: (\d+)/.exec(io)?.[1] ?? 0), writes: Number(/syscw: (\d+)/.exec(io)?.[1] ?? 0) };
+}
+
+/** Context switches on the whole machine so far (/proc/stat ctxt). */
+function machineContextSwitches(): number {
+  return Number(/^ctxt (\d+)/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1] ?? 0);
+}
+
+/** CPU time (µs) of every PostgreSQL process now alive: per-transaction differences show what the database spent. */
+function postgresMicros(): number {
+  let ticks = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (!stat.includes('(postgres)')) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended between listing and reading.
+    }
+  }
+  return ticks * 10_000;
+}
+
 async function pgbench(host: string, port: number, args: string[]): Promise<{ tps: number; transactions: number; stderr: string }> {
   const out = await runBinary('pgbench', [...args, '-n', '-j', '2', '-T', String(SECONDS), '-h', host, '-p', String(port), '-U', USER.name, 'postgres'], {
     env: { PGPASSWORD: USER.password, PGSSLMODE: TLS ? 'require' : 'disable' },
@@ -97,7 +135,11 @@ async function main(): Promise<void> {
       users: [USER],
       config: { connectionPoolConfig: { maxConnectionsPercent: 10 }, ...(cert ? { tls: { certFile: cert.certFile, keyFile: cert.keyFile } } : {}) },
       env: { TIDEPOOL_LOG_LEVEL: 'info' },
-      nodeFlags: PERF ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+      nodeFlags: [
+        ...(PERF ? ['--perf-basic-prof'] : OFF ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]),
+        // PROFILE_NODE_FLAGS: extra V8/Node flags for Tidepool (e.g. GC settings) to compare.
+        ...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== ''),
+      ],
     });
     const naive = NAIVE ? await startNaivePipe(server, cert) : undefined;
     try {
@@ -115,8 +157,19 @@ async function main(): Promise<void> {
         tracer?.stderr!.on('data', (chunk: Buffer) => (traced += chunk.toString()));
         const before = cpuTimeMicros(endpoint.pid);
         const systemBefore = systemTicks(endpoint.pid);
+        const machineBefore = machineJiffies();
+        const syscallsBefore = syscallCounts(endpoint.pid);
+        const switchesBefore = machineContextSwitches();
+        const postgresBefore = postgresMicros();
         const result = await pgbench(endpoint.host, endpoint.port, args);
         const cpu = (cpuTimeMicros(endpoint.pid) - before) / Math.max(1, result.transactions);
+        const machineAfter = machineJiffies();
+        const syscallsAfter = syscallCounts(endpoint.pid);
+        const perTxn = (count: number) => (count / Math.max(1, result.transactions)).toFixed(2);
+        const syscallLine = `  per transaction: ${perTxn(syscallsAfter.reads - syscallsBefore.reads)} reads, ${perTxn(syscallsAfter.writes - syscallsBefore.writes)} writes by the pooler; ${perTxn(machineContextSwitches() - switchesBefore)} context switches machine-wide; PostgreSQL ${((postgresMicros() - postgresBefore) / Math.max(1, result.transactions)).toFixed(0)} µs CPU\n`;
+        const machineBusy = (machineAfter.busy - machineBefore.busy) / Math.max(1, machineAfter.total - machineBefore.total);
+        // All processes' CPU per transaction (pgbench, PostgreSQL, the pooler): jiffies are 10 ms.
+        const machineMicrosPerTxn = ((machineAfter.busy - machineBefore.busy) * 10_000) / Math.max(1, result.transactions);
         const systemShare = ((systemTicks(endpoint.pid) - systemBefore) * 10_000) / Math.max(1, cpuTimeMicros(endpoint.pid) - before);
         if (perf) {
           const done = new Promise((resolve) => perf.once('exit', resolve));
@@ -130,14 +183,14 @@ async function main(): Promise<void> {
           tracer.kill('SIGINT');
           await done;
         }
-        process.stdout.write(`${name}: ${Math.round(result.tps)} tps, ${cpu.toFixed(1)} µs CPU per transaction (${(systemShare * 100).toFixed(0)} % in the kernel)${result.stderr ? `\n${result.stderr}` : ''}\n${traced}`);
+        process.stdout.write(`${name}: ${Math.round(result.tps)} tps, ${cpu.toFixed(1)} µs CPU per transaction (${(systemShare * 100).toFixed(0)} % in the kernel; machine ${(machineBusy * 100).toFixed(0)} % busy, ${machineMicrosPerTxn.toFixed(0)} µs CPU/txn all processes)${result.stderr ? `\n${result.stderr}` : ''}\n${syscallLine}${traced}`);
       }
     } finally {
       naive?.stop();
       await proxy.stop();
       await bouncer.stop();
     }
-    if (PERF) return;
+    if (PERF || OFF) return;
     const file = readdirSync(profileDir).find((name) => name.endsWith('.cpuprofile'));
     if (!file) throw new Error('no profile written');
     const profile = JSON.parse(readFileSync(join(profileDir, file), 'utf8')) as CpuProfile;
