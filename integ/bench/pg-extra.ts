@@ -24,19 +24,31 @@ function tps(stdout: string): number {
   return Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? 0);
 }
 
-async function pgbenchTps(host: string, port: number, user: BenchUser, args: string[], seconds: number, sslmode: string): Promise<number> {
+interface PgbenchRun {
+  /** pgbench's tps (without the initial connection time). */
+  tps: number;
+  /** Transactions actually processed: the divisor for CPU per transaction. */
+  transactions: number;
+}
+
+async function pgbenchRun(host: string, port: number, user: BenchUser, args: string[], seconds: number, sslmode: string): Promise<PgbenchRun> {
   const out = await runBinary('pgbench', [...args, '-n', '-j', '2', '-T', String(seconds), '-h', host, '-p', String(port), '-U', user.name, 'postgres'], {
     env: { PGPASSWORD: user.password, PGSSLMODE: sslmode },
     timeoutMs: (seconds + 60) * 1000,
   });
-  return tps(out.stdout);
+  return { tps: tps(out.stdout), transactions: Number(/number of transactions actually processed: (\d+)/.exec(out.stdout)?.[1] ?? 0) };
 }
 
-/** Transactions per second and pooler CPU µs per transaction of one pgbench run. */
-async function measured(host: string, port: number, pid: number, user: BenchUser, args: string[], seconds: number, sslmode: string): Promise<{ tps: number; cpuMicros: number }> {
+/**
+ * Transactions per second, transactions processed and pooler CPU µs of one pgbench run. CPU is
+ * divided by the transactions processed, not tps × seconds: pgbench's tps leaves out the time
+ * its clients took to connect (TLS handshakes, a PostgreSQL backend per client behind a pipe),
+ * which would flatter whoever connects slowest.
+ */
+async function measured(host: string, port: number, pid: number, user: BenchUser, args: string[], seconds: number, sslmode: string): Promise<{ tps: number; transactions: number; cpuMicros: number }> {
   const cpuBefore = cpuTimeMicros(pid);
-  const tpsValue = await pgbenchTps(host, port, user, args, seconds, sslmode);
-  return { tps: tpsValue, cpuMicros: cpuTimeMicros(pid) - cpuBefore };
+  const run = await pgbenchRun(host, port, user, args, seconds, sslmode);
+  return { ...run, cpuMicros: cpuTimeMicros(pid) - cpuBefore };
 }
 
 /**
@@ -78,8 +90,8 @@ export async function tlsRow(server: PgServer, user: BenchUser, seconds: number)
     const bouncerCipher = await negotiatedCipher(bouncer.host, bouncer.port);
     const tidepoolCipher = await negotiatedCipher(proxy.host, proxy.port);
     // Warm-up runs, not measured.
-    await pgbenchTps(bouncer.host, bouncer.port, user, args, 3, 'require');
-    await pgbenchTps(proxy.host, proxy.port, user, args, 3, 'require');
+    await pgbenchRun(bouncer.host, bouncer.port, user, args, 3, 'require');
+    await pgbenchRun(proxy.host, proxy.port, user, args, 3, 'require');
     // Two halves in mirrored order (PgBouncer, Tidepool, Tidepool, PgBouncer), so that a drifting
     // machine load favours neither.
     const half = Math.max(1, Math.ceil(seconds / 2));
@@ -90,11 +102,11 @@ export async function tlsRow(server: PgServer, user: BenchUser, seconds: number)
     const tidepoolSecond = await measured(proxy.host, proxy.port, proxy.pid, user, args, half, 'require');
     const bouncerSecond = await measured(bouncer.host, bouncer.port, bouncer.pid, user, args, half, 'require');
     const naiveTps = (naiveFirst.tps + naiveSecond.tps) / 2;
-    const naiveCpu = (naiveFirst.cpuMicros + naiveSecond.cpuMicros) / Math.max(1, naiveTps * half * 2);
+    const naiveCpu = (naiveFirst.cpuMicros + naiveSecond.cpuMicros) / Math.max(1, naiveFirst.transactions + naiveSecond.transactions);
     const bouncerTps = (bouncerFirst.tps + bouncerSecond.tps) / 2;
     const tidepoolTps = (tidepoolFirst.tps + tidepoolSecond.tps) / 2;
-    const bouncerCpu = (bouncerFirst.cpuMicros + bouncerSecond.cpuMicros) / Math.max(1, bouncerTps * half * 2);
-    const tidepoolCpu = (tidepoolFirst.cpuMicros + tidepoolSecond.cpuMicros) / Math.max(1, tidepoolTps * half * 2);
+    const bouncerCpu = (bouncerFirst.cpuMicros + bouncerSecond.cpuMicros) / Math.max(1, bouncerFirst.transactions + bouncerSecond.transactions);
+    const tidepoolCpu = (tidepoolFirst.cpuMicros + tidepoolSecond.cpuMicros) / Math.max(1, tidepoolFirst.transactions + tidepoolSecond.transactions);
     const cell = (tpsValue: number, cpu: number, cipher: string) =>
       `${Math.round(tpsValue).toLocaleString('en-US')} (${cpu.toFixed(1)} µs CPU/txn, ${cipher})`;
     return {
@@ -167,8 +179,8 @@ export async function idleClientsRow(server: PgServer, user: BenchUser, seconds:
   try {
     // Warm up the proxy's own allocations first, so the delta is what the idle clients cost; the
     // same load without idle clients is the throughput baseline, on this same proxy process.
-    await pgbenchTps(proxy.host, proxy.port, user, ['-S', '-c', '20'], 2, 'disable');
-    const busyTpsWithoutIdle = await pgbenchTps(proxy.host, proxy.port, user, ['-S', '-M', 'simple', '-c', '100'], seconds, 'disable');
+    await pgbenchRun(proxy.host, proxy.port, user, ['-S', '-c', '20'], 2, 'disable');
+    const busyTpsWithoutIdle = (await pgbenchRun(proxy.host, proxy.port, user, ['-S', '-M', 'simple', '-c', '100'], seconds, 'disable')).tps;
     const before = rssBytes(proxy.pid);
     for (let opened = 0; opened < count; opened += 200) {
       sockets.push(...(await Promise.all(Array.from({ length: Math.min(200, count - opened) }, () => openIdleClient(proxy.port, user)))));
@@ -176,7 +188,7 @@ export async function idleClientsRow(server: PgServer, user: BenchUser, seconds:
     await new Promise((r) => setTimeout(r, 1000));
     const after = rssBytes(proxy.pid);
     const perClientKb = (after - before) / count / 1024;
-    const busy = await pgbenchTps(proxy.host, proxy.port, user, ['-S', '-M', 'simple', '-c', '100'], seconds, 'disable');
+    const busy = (await pgbenchRun(proxy.host, proxy.port, user, ['-S', '-M', 'simple', '-c', '100'], seconds, 'disable')).tps;
     return `| ${count.toLocaleString('en-US')} idle clients: RSS per client, KB (and \`-S -c100\` tps alongside vs without) | — | — | ${perClientKb.toFixed(1)} KB (${Math.round(busy).toLocaleString('en-US')} tps) | — | ${(busy / busyTpsWithoutIdle).toFixed(2)}× of its tps without idle clients |`;
   } finally {
     for (const socket of sockets) socket.destroy();

@@ -5,7 +5,7 @@
 import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { SecureContext, TLSSocket } from 'node:tls';
-import { SocketWriter } from '../session/socket-writer';
+import { SocketWriter, writeEncrypted } from '../session/socket-writer';
 import type { ClientTransport } from '../session/pg/client';
 
 /**
@@ -129,11 +129,12 @@ class ClientSocketTransport implements SocketTransport {
   write(data: Buffer): boolean {
     const output = this.output;
     if (output === this.socket) return this.plainWriter.write(data);
-    return output.destroyed ? true : output.write(data);
+    return output.destroyed ? true : writeEncrypted(output, data);
   }
 
-  get pendingBytes(): number {
-    return this.output === this.socket ? this.plainWriter.pendingBytes : this.output.writableLength;
+  /** Over TLS nothing written is retained: the TLS layer copies what it encrypts, and queued chunks are copies. */
+  get retainedBytes(): number {
+    return this.output === this.socket ? this.plainWriter.retainedBytes : 0;
   }
 
   pause(): void {

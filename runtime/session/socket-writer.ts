@@ -7,8 +7,15 @@
  * Order and backpressure are kept: the direct path is taken only while the stream holds
  * nothing (its writes and ours then share libuv's one ordered queue), a write the kernel could
  * not take at once keeps its buffer alive until libuv reports it done, and such bytes count in
- * `pendingBytes` until then. When Node's internals are not what this expects, every write
+ * `retainedBytes` until then. When Node's internals are not what this expects, every write
  * goes through `socket.write`.
+ *
+ * TLS sockets go through their stream (it encrypts). The TLS layer encrypts a chunk, copying
+ * it, as soon as the chunk reaches it; only a chunk the stream has to queue (a write still in
+ * flight, or corked) would keep referring to the caller's buffer, so such a chunk is queued as
+ * a copy: callers forward views of a reused read buffer and must be free to reuse it. (Before,
+ * every write to a TLS socket counted as retained, because its completion is always reported a
+ * tick later, and every response read for a TLS client took a fresh 64 KiB read buffer.)
  */
 import type { Socket } from 'node:net';
 
@@ -48,28 +55,43 @@ const streamWrap = process.env.TIDEPOOL_STREAM_WRITES === '1' ? null : loadStrea
 /** Whether writes skip the stream layer in this process (false: Node's internals differ, or TIDEPOOL_STREAM_WRITES=1). */
 export const directWritesAvailable = streamWrap !== null;
 
+/**
+ * Writes to a TLS socket without leaving it a reference to `data` (see the module comment): a
+ * chunk that reaches the TLS layer at once is encrypted (copied) there; one the stream must
+ * queue is queued as a copy. Returns false when the stream's buffer is full.
+ */
+export function writeEncrypted(socket: Socket, data: Buffer): boolean {
+  // A socket still connecting would keep the chunk as pending data, too.
+  const queued = socket.writableLength > 0 || socket.writableCorked > 0 || socket.connecting;
+  return socket.write(queued ? Buffer.from(data) : data);
+}
+
 export class SocketWriter {
   /** Bytes handed to libuv directly that the kernel has not taken yet. */
   private directPendingBytes = 0;
   /** TLS sockets encrypt in their stream layer: their writes always go through it. */
   private readonly direct: boolean;
+  private readonly encrypted: boolean;
 
   /** `onDrain` is called when directly written bytes that had to wait are all sent. */
   constructor(
     private readonly socket: Socket,
     private readonly onDrain: () => void,
   ) {
-    this.direct = streamWrap !== null && (socket as Socket & { encrypted?: boolean }).encrypted !== true;
+    this.encrypted = (socket as Socket & { encrypted?: boolean }).encrypted === true;
+    this.direct = streamWrap !== null && !this.encrypted;
   }
 
-  get pendingBytes(): number {
-    return this.directPendingBytes + this.socket.writableLength;
+  /** Bytes of buffers passed to write() that are still referred to (waiting for the kernel): while above 0 they must not be reused. */
+  get retainedBytes(): number {
+    return this.direct ? this.directPendingBytes + this.socket.writableLength : 0;
   }
 
   /** Returns false when bytes wait for the kernel: the caller should stop producing until `onDrain` (or the socket's 'drain'). */
   write(data: Buffer): boolean {
     const socket = this.socket;
     if (socket.destroyed) return true;
+    if (this.encrypted) return writeEncrypted(socket, data);
     const handle = (socket as Socket & { _handle?: StreamHandle | null })._handle;
     if (
       !this.direct ||

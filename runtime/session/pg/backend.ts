@@ -251,8 +251,9 @@ export class PgBackend implements ServerConnection, BackendScanHandler {
     return this.writer.write(data);
   }
 
-  get pendingWriteBytes(): number {
-    return this.writer.pendingBytes;
+  /** Bytes of buffers passed to write() still referred to (see SocketWriter.retainedBytes). */
+  get retainedWriteBytes(): number {
+    return this.writer.retainedBytes;
   }
 
   pauseReading(): void {

@@ -41,8 +41,11 @@ import { StatementRegistry } from './statements';
 export interface ClientTransport {
   /** Returns false when the socket's buffer is full; `onTransportDrain` follows when it empties. */
   write(data: Buffer): boolean;
-  /** Bytes accepted by write() and not yet handed to the kernel. */
-  readonly pendingBytes: number;
+  /**
+   * Bytes of buffers passed to write() that the transport still refers to (queued for the
+   * kernel): while above 0, those buffers must not be reused.
+   */
+  readonly retainedBytes: number;
   /** Stops / restarts reading from the client (backpressure from a slow server). */
   pause(): void;
   resume(): void;
@@ -870,11 +873,11 @@ export class PgClientSession implements BackendPeer {
   retainsReceivedBytes(): boolean {
     const backend = this.lastWrittenBackend;
     this.lastWrittenBackend = null;
-    return backend !== null && backend.pendingWriteBytes > 0;
+    return backend !== null && backend.retainedWriteBytes > 0;
   }
 
   holdsForwardedBytes(): boolean {
-    return this.transport.pendingBytes > 0;
+    return this.transport.retainedBytes > 0;
   }
 
   onServerDrain(): void {
