@@ -2,6 +2,7 @@
  * Multiplexing, pinning and tracked session state end to end: many mysql2 clients over a
  * pool of two MariaDB connections.
  */
+import * as mysql from 'mysql2/promise';
 import type { Connection } from 'mysql2/promise';
 import type { MariadbServer } from '../harness/mariadb';
 import { TidepoolProcess, startTidepool } from '../harness/tidepool';
@@ -111,6 +112,39 @@ describe('multiplexing', () => {
       await expect(single.query('SELECT 1; SELECT 2')).rejects.toMatchObject({ errno: 1064 });
     }
     await Promise.all([multi.end(), single.end()]);
+  });
+});
+
+describe('big results through a reused read buffer', () => {
+  // The proxy reads server bytes into one reused buffer and forwards views of it; while a client
+  // reads slowly those views wait in its socket's queue and must not be overwritten by later reads.
+  test('a client that stops reading mid-result gets every byte right, and others keep working meanwhile', async () => {
+    const sql = 'SELECT seq, REPEAT(MD5(seq), 8) AS body FROM seq_1_to_30000';
+    const slow = await connectThroughProxy(proxy);
+    const other = await connectThroughProxy(proxy);
+    try {
+      const directConnection = await mysql.createConnection({ host: server.host, port: server.port, user: APP_USER, password: APP_PASSWORD, database: APP_DB });
+      const [direct] = await directConnection.query<mysql.RowDataPacket[]>({ sql, rowsAsArray: true });
+      await directConnection.end();
+      const socket = (slow as unknown as { connection: { stream: { pause(): void; resume(): void } } }).connection.stream;
+      socket.pause();
+      const result = slow.query<mysql.RowDataPacket[]>({ sql, rowsAsArray: true });
+      // Meanwhile the other server connection serves big results too, through the same proxy.
+      for (let i = 0; i < 5; i++) {
+        const [rows] = await other.query<mysql.RowDataPacket[]>({ sql: 'SELECT seq, REPEAT(SHA1(seq), 6) FROM seq_1_to_3000', rowsAsArray: true });
+        expect(rows.length).toBe(3000);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      socket.resume();
+      const [rows] = await result;
+      expect(rows.length).toBe(30_000);
+      const text = (all: mysql.RowDataPacket[]) => all.map((row) => `${String(row[0])}:${String(row[1])}`);
+      expect(direct.length).toBe(30_000);
+      expect(text(rows)).toEqual(text(direct));
+    } finally {
+      await slow.end();
+      await other.end();
+    }
   });
 });
 

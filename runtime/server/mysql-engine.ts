@@ -80,7 +80,7 @@ class MysqlWriterProber implements TargetProber {
         const credential = this.credential();
         if (!credential) throw new Error('auth: no readable secret to probe the target with');
         const login = { user: credential.username, password: credential.password, database: '' };
-        const backend = new MysqlBackend({ user: credential.username, database: '' }, connectTo(this.target), login, this.tls);
+        const backend = new MysqlBackend({ user: credential.username, database: '' }, this.target, login, this.tls);
         backend.target = this.target;
         this.backend = backend;
         await backend.start();
@@ -159,7 +159,7 @@ export class MysqlEngine implements Engine {
         create: (key, writer, credential) => {
           const backend = new MysqlBackend(
             key,
-            connectTo(writer),
+            writer,
             { user: credential.username, password: credential.password, database: key.database },
             targetTls.forPool(key, writer),
           );

@@ -8,7 +8,7 @@
  * response tracker follows the head exchange's response packet by packet. Forwarded
  * packets are relayed as views of the received chunk, merged into one write per chunk.
  */
-import type { Socket } from 'node:net';
+import { Socket, connect } from 'node:net';
 import { ProxyError } from '../../errors';
 import {
   cachingSha2PasswordToken,
@@ -42,6 +42,8 @@ import { SocketWriter } from '../socket-writer';
 
 /** CR_SSL_CONNECTION_ERROR, what MySQL clients report when TLS to a server fails. */
 const SSL_CONNECTION_ERROR = 2026;
+/** Reads from the server land in one reused buffer of this size (see onRead). */
+const READ_BUFFER_BYTES = 64 * 1024;
 
 /** Session variables the proxy tracks per connection and replays for each client (RDS Proxy's list). */
 export const TRACKED_VARIABLES = [
@@ -93,11 +95,15 @@ export interface MysqlBackendPeer {
   /** The end of one received chunk: the moment to decide about releasing the connection. */
   afterServerChunk(): void;
   /**
-   * `forwardedInFlight`: client commands sent whose responses will never come.
+   * Whether bytes passed to fromServer are still referred to (queued for the client's socket):
+   * the next read must then go to a fresh buffer.
+   */
+  holdsForwardedBytes(): boolean;
+  /**
+   * `lostInFlight`: the client's commands sent and not (fully) answered, oldest first.
    * `nextSequenceId`: when part of the first one's response already reached the client (lost
    * mid-result), the sequence id the client expects next, so the error that ends it is in order.
    */
-  /** `lostInFlight`: the client's commands sent and not (fully) answered, oldest first. */
   onBackendLost(reason: string, lostInFlight: readonly Exchange[], nextSequenceId?: number): void;
   onServerDrain(): void;
 }
@@ -190,19 +196,43 @@ export class MysqlBackend implements ServerConnection {
   /** Whether the connection to the server is encrypted. */
   isTls = false;
 
+  /** The TCP socket, or the TLS socket over it after the SSL request. */
+  private socket: Socket;
+  /** Reused for every read while nothing still refers to it (see onRead). */
+  private readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+
   constructor(
     readonly key: PoolKey,
-    /** The TCP socket, or the TLS socket over it after the SSL request. */
-    private socket: Socket,
+    server: { host: string; port: number },
     private readonly credentials: BackendLogin,
     /** TLS to the server (targetTls); null for plaintext. */
     private readonly tls: ServerTlsRequest | null = null,
   ) {
     this.schema = key.database === '' ? null : key.database;
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.watchSocket(socket);
+    // onread with a reused buffer skips the stream machinery and one allocation per read.
+    this.socket = connect({
+      host: server.host,
+      port: server.port,
+      noDelay: true,
+      onread: { buffer: () => this.readBuffer, callback: (bytes: number, buffer: Uint8Array) => this.onRead(bytes, buffer) },
+    });
+    this.watchSocket(this.socket);
   }
+
+  private onRead(bytes: number, buffer: Uint8Array): boolean {
+    const chunk = buffer as Buffer;
+    // A login keeps what it read (the scramble) across reads: its reads go to buffers of their own.
+    const loggingIn = this.login !== null;
+    this.forwardedBytesHeld = false;
+    this.onData(bytes === chunk.length ? chunk : chunk.subarray(0, bytes));
+    // Forwarded bytes are views of the read buffer. When the client's socket could not send
+    // them at once it still holds those views, so the next read must go to a fresh buffer.
+    if (loggingIn || this.forwardedBytesHeld) this.readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    return true;
+  }
+
+  /** Whether a client socket kept views of the current read's bytes (see onRead). */
+  private forwardedBytesHeld = false;
 
   private watchSocket(socket: Socket): void {
     this.writer = new SocketWriter(socket, () => this.peer?.onServerDrain());
@@ -475,7 +505,10 @@ export class MysqlBackend implements ServerConnection {
     const source = this.runSource;
     if (source === null) return;
     this.runSource = null;
-    this.peer?.fromServer(this.runStart === 0 && this.runEnd === source.length ? source : source.subarray(this.runStart, this.runEnd));
+    const peer = this.peer;
+    if (peer === null) return;
+    peer.fromServer(this.runStart === 0 && this.runEnd === source.length ? source : source.subarray(this.runStart, this.runEnd));
+    if (peer.holdsForwardedBytes()) this.forwardedBytesHeld = true;
   }
 
   // ---------------------------------------------------------------- login

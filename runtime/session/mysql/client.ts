@@ -1263,6 +1263,10 @@ export class MysqlClientSession implements MysqlBackendPeer {
     }
   }
 
+  holdsForwardedBytes(): boolean {
+    return this.transport.retainedBytes > 0;
+  }
+
   afterServerChunk(): void {
     this.lastActivity = Date.now();
     if (!this.pumping) this.pump();
