@@ -100,6 +100,8 @@ export interface MemoryMb {
   rss: number;
   heapUsed: number;
   arrayBuffers: number;
+  /** PostgreSQL: what the bounded statement-name cache holds, part of the live heap by design. */
+  statementCache?: { entries: number; textMb: number };
 }
 
 export interface LatencySummary {
@@ -846,10 +848,18 @@ async function liveMemory(proxy: TidepoolProcess): Promise<MemoryMb | null> {
 
 async function proxyMemory(proxy: TidepoolProcess): Promise<MemoryMb | null> {
   try {
-    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { Memory?: { RssBytes: number; HeapUsedBytes: number; ArrayBuffersBytes: number } };
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as {
+      Memory?: { RssBytes: number; HeapUsedBytes: number; ArrayBuffersBytes: number };
+      StatementCache?: { Entries: number; TextBytes: number };
+    };
     if (!status.Memory) return null;
     const mb = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;
-    return { rss: mb(status.Memory.RssBytes), heapUsed: mb(status.Memory.HeapUsedBytes), arrayBuffers: mb(status.Memory.ArrayBuffersBytes) };
+    return {
+      rss: mb(status.Memory.RssBytes),
+      heapUsed: mb(status.Memory.HeapUsedBytes),
+      arrayBuffers: mb(status.Memory.ArrayBuffersBytes),
+      ...(status.StatementCache ? { statementCache: { entries: status.StatementCache.Entries, textMb: mb(status.StatementCache.TextBytes) } } : {}),
+    };
   } catch {
     return null;
   }
@@ -1059,6 +1069,9 @@ export function formatReport(report: FuzzReport): string {
         ? `${report.heapMb.baseline.rss} / ${report.heapMb.baseline.heapUsed} / ${report.heapMb.baseline.arrayBuffers} → ${report.heapMb.after.rss} / ${report.heapMb.after.heapUsed} / ${report.heapMb.after.arrayBuffers} MB`
         : 'n/a',
     ],
+    ...(report.heapMb.after?.statementCache
+      ? [['statement-name cache after (bounded: 100,000 texts, 16 MiB)', `${report.heapMb.after.statementCache.entries} texts, ${report.heapMb.after.statementCache.textMb} MB of text`] as [string, string]]
+      : []),
     ['client connections left open', String(report.clientsLeftOpen ?? 'n/a')],
     ['server connections after (borrowed/pinned/other/waiting/idle)', report.poolsAfter.map((pool) => `${pool.User}: ${pool.Borrowed}/${pool.Pinned}/${pool.Other}/${pool.Waiting}/${pool.Idle}`).join(', ') || 'n/a'],
     ['duration', `${(report.durationMs / 1000).toFixed(1)} s${report.stoppedEarly ? ' (stopped at the time limit)' : ''}`],

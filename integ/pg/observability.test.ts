@@ -26,6 +26,7 @@ interface StatusDocument {
   Targets: { Endpoint: string; Port: number; Role: string; TargetHealth: { State: string; Reason?: string } }[];
   Pools: { User: string; Database: string; Idle: number; Borrowed: number; Pinned: number; Other: number; Waiting: number; Size: number }[];
   Clients: { Total: number; TLS: number; NoTLS: number };
+  StatementCache?: { Entries: number; TextBytes: number };
 }
 
 async function get(p: TidepoolProcess, path: string): Promise<{ status: number; body: string; contentType: string }> {
@@ -144,6 +145,24 @@ test('/status lists the writer AVAILABLE and counts a held transaction (Borrowed
       return p !== undefined && p.Borrowed === 0 && p.Pinned === 0;
     }),
   ).toBe(true);
+});
+
+test('/status counts the statement-name cache: one entry per distinct prepared text, however many clients prepare it', async () => {
+  const before = (await status(proxy)).StatementCache;
+  expect(before).toBeDefined();
+  const marker = `statement_cache_${Date.now()}`;
+  const texts = [0, 1, 2].map((i) => `SELECT ${i} AS ${marker}`);
+  const clients = [await obsClient(proxy), await obsClient(proxy)];
+  for (const client of clients) {
+    for (const [i, text] of texts.entries()) {
+      const result = await client.query({ name: `${marker}_${i}`, text });
+      expect(result.rows).toEqual([{ [marker]: i }]);
+    }
+  }
+  const after = (await status(proxy)).StatementCache!;
+  expect(after.Entries - before!.Entries).toBe(texts.length);
+  // Each key is the Parse body: the text, its terminator and the 2-byte parameter count.
+  expect(after.TextBytes - before!.TextBytes).toBe(texts.reduce((sum, text) => sum + Buffer.byteLength(text) + 3, 0));
 });
 
 // A pinned connection is counted once: in Pinned, not also in Borrowed (Size = Idle + Borrowed + Pinned + Other).

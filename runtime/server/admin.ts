@@ -56,6 +56,8 @@ export interface AdminStatusProvider {
   clients(): AdminClientCounts;
   /** The pool ceiling (MaxDatabaseConnectionsAllowed). */
   maxDatabaseConnections?(): number;
+  /** PostgreSQL's statement-name registry, a bounded proxy-wide cache. */
+  statementCache?(): { entries: number; textBytes: number } | undefined;
 }
 
 export interface PrometheusSource {
@@ -100,6 +102,11 @@ export interface AdminStatusDocument {
   MaxDatabaseConnectionsAllowed?: number;
   /** The proxy process's memory, to tell a leak (heap or buffers growing) from the allocator keeping freed pages (RSS only). */
   Memory: { RssBytes: number; HeapUsedBytes: number; HeapTotalBytes: number; ExternalBytes: number; ArrayBuffersBytes: number };
+  /**
+   * PostgreSQL: the proxy-wide cache of statement texts → server names (at most 100,000 texts and
+   * 16 MiB of text), so that live memory held by it is told apart from a leak.
+   */
+  StatementCache?: { Entries: number; TextBytes: number };
 }
 
 export function writerAvailable(targets: readonly AdminTargetStatus[]): boolean {
@@ -147,6 +154,8 @@ export function buildStatusDocument(options: Pick<AdminServerOptions, 'proxyName
     Memory: memoryDocument(),
   };
   if (provider.maxDatabaseConnections) document.MaxDatabaseConnectionsAllowed = provider.maxDatabaseConnections();
+  const statementCache = provider.statementCache?.();
+  if (statementCache !== undefined) document.StatementCache = { Entries: statementCache.entries, TextBytes: statementCache.textBytes };
   return document;
 }
 

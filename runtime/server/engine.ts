@@ -27,6 +27,8 @@ export interface EngineStats {
   serverConnections: number;
   targets?: TargetHealth[];
   writer?: Target | null;
+  /** PostgreSQL: the proxy-wide statement-name registry (bounded; see StatementRegistry). */
+  statementCache?: { entries: number; textBytes: number };
 }
 
 export interface Engine {

@@ -278,7 +278,8 @@ export class PgEngine implements Engine {
   }
 
   stats(): EngineStats {
-    return this.core.stats();
+    const statements = this.context.statements;
+    return { ...this.core.stats(), statementCache: { entries: statements.size, textBytes: statements.bytes } };
   }
 
   close(): void {

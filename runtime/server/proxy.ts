@@ -168,6 +168,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         })),
       clients: () => metricsRuntime.metrics.clientConnections,
       maxDatabaseConnections: () => engine.stats().limits.maxConnections,
+      statementCache: () => engine.stats().statementCache,
     },
   });
   log.info({ event: 'admin-listening', host: admin.host, port: admin.port }, `admin endpoint on ${admin.url}`);
