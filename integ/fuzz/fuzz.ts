@@ -93,6 +93,12 @@ export interface FuzzReport {
   /** Which connections those are (seed/connection/kind for fuzz ones). */
   clientsLeftOpenDetails: string[];
   durationMs: number;
+  /**
+   * PostgreSQL: times the database itself crashed during the run (a backend killed by a signal;
+   * the postmaster then ends every backend). Bystander errors at such a moment are the
+   * database's, not the proxy's. null where the harness cannot tell (MariaDB).
+   */
+  databaseCrashes: number | null;
   stoppedEarly: boolean;
 }
 
@@ -674,6 +680,8 @@ async function runMysqlConnection(context: RunContext, index: number): Promise<v
 interface Stack {
   proxy: TidepoolProcess;
   stopServer: () => Promise<void>;
+  /** PostgreSQL: backends that died of a signal so far (the database's own crashes). */
+  databaseCrashes?: () => number;
 }
 
 async function startStack(engine: Engine): Promise<Stack> {
@@ -689,7 +697,7 @@ async function startStack(engine: Engine): Promise<Stack> {
         { name: FUZZ_USER_2, password: FUZZ_PASSWORD_2, clientPasswordAuthType: 'POSTGRES_MD5' },
         { name: BYSTANDER_USER, password: BYSTANDER_PASSWORD },
       ]);
-      return { proxy, stopServer: () => server.stop() };
+      return { proxy, stopServer: () => server.stop(), databaseCrashes: () => server.crashRestarts() };
     } catch (error) {
       await server.stop();
       throw error;
@@ -894,6 +902,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   fuzzPorts.clear();
   const stack = await startStack(options.engine);
   const { proxy } = stack;
+  const crashesAtStart = stack.databaseCrashes?.() ?? 0;
   const tally = new Tally();
   const crashDetails: string[] = [];
   const errorLogs: Record<string, number> = {};
@@ -1033,6 +1042,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       poolsAfter: Array.isArray(lastPools) ? (lastPools as FuzzReport['poolsAfter']) : [],
       durationMs: Math.round(performance.now() - startedAt),
       stoppedEarly,
+      databaseCrashes: stack.databaseCrashes ? stack.databaseCrashes() - crashesAtStart : null,
     };
   } finally {
     bystanders?.kill();
@@ -1074,6 +1084,7 @@ export function formatReport(report: FuzzReport): string {
       : []),
     ['client connections left open', String(report.clientsLeftOpen ?? 'n/a')],
     ['server connections after (borrowed/pinned/other/waiting/idle)', report.poolsAfter.map((pool) => `${pool.User}: ${pool.Borrowed}/${pool.Pinned}/${pool.Other}/${pool.Waiting}/${pool.Idle}`).join(', ') || 'n/a'],
+    ['database crashes (its own backends killed by a signal)', report.databaseCrashes === null ? 'n/a' : String(report.databaseCrashes)],
     ['duration', `${(report.durationMs / 1000).toFixed(1)} s${report.stoppedEarly ? ' (stopped at the time limit)' : ''}`],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));

@@ -114,6 +114,38 @@ describe('PostgreSQL primary with a synchronous standby', () => {
   });
 });
 
+describe('PostgreSQL crash counting', () => {
+  let server: PgServer;
+
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, SERVER_START_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('counts a backend that died of a signal (the postmaster then restarts every backend)', async () => {
+    expect(server.crashRestarts()).toBe(0);
+    const client = new Client({ connectionString: server.url() });
+    client.on('error', () => undefined);
+    await client.connect();
+    const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    process.kill(pid, 'SIGKILL');
+    for (let waited = 0; server.crashRestarts() === 0 && waited < 15_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+    expect(server.crashRestarts()).toBe(1);
+    await client.end().catch(() => undefined);
+    // It recovers by itself, and a clean exit is not counted.
+    let answer = '';
+    for (let waited = 0; answer !== '1' && waited < 15_000; waited += 200) {
+      answer = await server.psql('SELECT 1;').catch(() => '');
+      if (answer !== '1') await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(answer).toBe('1');
+    expect(server.crashRestarts()).toBe(1);
+  });
+});
+
 describe('MariaDB primary with a GTID replica', () => {
   let primary: MariadbServer;
   let replica: MariadbServer;

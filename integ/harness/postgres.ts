@@ -51,6 +51,11 @@ export interface PgServer {
   kill9(): Promise<void>;
   /** Fast shutdown (if running) and start again on the same port; recovers after `kill9`. */
   restart(): Promise<void>;
+  /**
+   * Times a server process died of a signal (PostgreSQL's own crash, e.g. a segfault) since the
+   * server started, after which the postmaster ended every other backend and reinitialised.
+   */
+  crashRestarts(): number;
   /** Promotes a standby to primary and waits until it accepts writes. */
   promote(): Promise<void>;
   /** Standbys only: waits until everything the primary has written so far has been replayed here. */
@@ -202,6 +207,16 @@ class PostgresInstance implements PgServer {
       readyLine: READY_LINE,
       port: this.port,
     });
+    const previous = this.crashesBefore;
+    const count = this.server.countOutputLines(/server process \(PID \d+\) was terminated by signal/);
+    this.crashCount = () => previous + count();
+  }
+
+  private crashCount: () => number = () => 0;
+  private crashesBefore = 0;
+
+  crashRestarts(): number {
+    return this.crashCount();
   }
 
   url(user = PG_SUPERUSER, password = user === PG_SUPERUSER ? PG_SUPERUSER_PASSWORD : undefined, database = 'postgres'): string {
@@ -232,6 +247,7 @@ class PostgresInstance implements PgServer {
 
   async restart(): Promise<void> {
     await this.server?.stop('SIGINT');
+    this.crashesBefore = this.crashCount();
     await this.launch();
   }
 

@@ -294,6 +294,7 @@ export class ServiceProcess {
     });
     const append = (chunk: string): void => {
       this.outputTail = (this.outputTail + chunk).slice(-OUTPUT_TAIL_CHARS);
+      if (this.lineCounters.length > 0) this.countLines(chunk);
     };
     // Keep draining after startup: a full pipe would block the server's logging, then the server.
     child.stdout?.setEncoding('utf8').on('data', append);
@@ -329,6 +330,27 @@ export class ServiceProcess {
 
   get running(): boolean {
     return this.exitStatus === undefined;
+  }
+
+  private readonly lineCounters: { pattern: RegExp; count: number }[] = [];
+  private partialLine = '';
+
+  /**
+   * Counts output lines matching `pattern` from now on (the tail alone would lose them on a
+   * chatty server); call the returned function for the count so far.
+   */
+  countOutputLines(pattern: RegExp): () => number {
+    const counter = { pattern, count: 0 };
+    this.lineCounters.push(counter);
+    return () => counter.count;
+  }
+
+  private countLines(chunk: string): void {
+    const lines = (this.partialLine + chunk).split('\n');
+    this.partialLine = lines.pop() ?? '';
+    for (const line of lines) {
+      for (const counter of this.lineCounters) if (counter.pattern.test(line)) counter.count++;
+    }
   }
 
   /** The last 64 KiB of stdout+stderr, for error messages. */
