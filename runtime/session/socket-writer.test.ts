@@ -92,6 +92,34 @@ test('a write the kernel cannot take at once reports backpressure, counts as pen
   }
 });
 
+test('through the stream layer (TIDEPOOL_STREAM_WRITES=1) a write the kernel cannot take at once still counts as retained', async () => {
+  const previous = process.env.TIDEPOOL_STREAM_WRITES;
+  process.env.TIDEPOOL_STREAM_WRITES = '1';
+  let streamModule: typeof import('./socket-writer') | undefined;
+  jest.isolateModules(() => {
+    streamModule = require('./socket-writer') as typeof import('./socket-writer');
+  });
+  if (previous === undefined) delete process.env.TIDEPOOL_STREAM_WRITES;
+  else process.env.TIDEPOOL_STREAM_WRITES = previous;
+  expect(streamModule!.directWritesAvailable).toBe(false);
+  const pair = await socketPair();
+  try {
+    pair.readerSide.pause();
+    const writer = new streamModule!.SocketWriter(pair.writerSide, () => undefined);
+    const big = pattern(16 * 1024 * 1024, 5);
+    expect(writer.write(big)).toBe(false);
+    // The stream still holds `big` itself: a caller reusing it would corrupt what is sent.
+    expect(writer.retainedBytes).toBeGreaterThan(0);
+    const received = collect(pair.readerSide);
+    pair.readerSide.resume();
+    for (let i = 0; i < 500 && received().length < big.length; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(received().equals(big)).toBe(true);
+    expect(writer.retainedBytes).toBe(0);
+  } finally {
+    await close(pair);
+  }
+});
+
 test('writing to a destroyed socket is a no-op, not a crash', async () => {
   const pair = await socketPair();
   try {

@@ -84,7 +84,8 @@ export class SocketWriter {
 
   /** Bytes of buffers passed to write() that are still referred to (waiting for the kernel): while above 0 they must not be reused. */
   get retainedBytes(): number {
-    return this.direct ? this.directPendingBytes + this.socket.writableLength : 0;
+    // Plain sockets written through the stream (direct writes unavailable) do queue views.
+    return this.encrypted ? 0 : this.directPendingBytes + this.socket.writableLength;
   }
 
   /** Returns false when bytes wait for the kernel: the caller should stop producing until `onDrain` (or the socket's 'drain'). */
