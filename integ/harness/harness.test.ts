@@ -125,6 +125,21 @@ describe('PostgreSQL crash counting', () => {
     await server?.stop();
   });
 
+  it('moves to a free port when the one it was given is taken by the time postgres binds it', async () => {
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const taken = (squatter.address() as net.AddressInfo).port;
+    let moved: PgServer | undefined;
+    try {
+      moved = await startPostgres({ port: taken });
+      expect(moved.port).not.toBe(taken);
+      expect(await moved.psql('SELECT 1;')).toBe('1');
+    } finally {
+      await moved?.stop();
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+  });
+
   it('counts a backend that died of a signal (the postmaster then restarts every backend)', async () => {
     expect(server.crashRestarts()).toBe(0);
     const client = new Client({ connectionString: server.url() });

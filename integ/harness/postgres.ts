@@ -71,6 +71,8 @@ export interface StartPostgresOptions {
   settings?: Record<string, string>;
   /** Serve TLS (`ssl = on`) with a self-signed certificate for localhost / 127.0.0.1. @default false */
   tls?: boolean;
+  /** The port to try first; if it is taken the server moves to a free one (read `port`). @default a free port */
+  port?: number;
 }
 
 export interface StartStandbyOptions {
@@ -293,7 +295,7 @@ class PostgresInstance implements PgServer {
 /** Starts a PostgreSQL primary from the per-process template. */
 export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PgServer> {
   const account = serviceAccount('postgres');
-  const [template, rootDir, port] = await Promise.all([postgresTemplate(account), makeTempDir('pg', account), freePort()]);
+  const [template, rootDir, port] = await Promise.all([postgresTemplate(account), makeTempDir('pg', account), opts.port ?? freePort()]);
   const dataDir = path.join(rootDir, 'data');
   // cp -a keeps the service account's ownership and initdb's 0700 mode, both required by postgres.
   await runCommand('cp', ['-a', template, dataDir]);
@@ -314,11 +316,23 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   return launchOrCleanUp(instance);
 }
 
+/** Tries at a fresh port when this many launches in a row found their port taken. */
+const PORT_ATTEMPTS = 3;
+
 async function launchOrCleanUp(instance: PostgresInstance): Promise<PostgresInstance> {
   try {
-    await instance.writeInstanceConf();
-    await instance.launch();
-    return instance;
+    for (let attempt = 1; ; attempt++) {
+      await instance.writeInstanceConf();
+      try {
+        await instance.launch();
+        return instance;
+      } catch (error) {
+        // freePort's port was free when probed; another process (an ephemeral client port) can
+        // take it before postgres binds it. A first launch may move; restart() keeps its port.
+        if (attempt >= PORT_ATTEMPTS || !/could not bind .*Address already in use/.test(String(error))) throw error;
+        instance.config.port = await freePort();
+      }
+    }
   } catch (error) {
     await instance.stop();
     throw error;
